@@ -1,0 +1,1 @@
+"""The `ttt` command line."""

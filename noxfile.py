@@ -1,0 +1,62 @@
+"""Sessions: tests (per package, each in its own locked venv), lint, bench, pilot."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["tests"]
+
+
+def _packages() -> list[str]:
+    dirs = sorted(p for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+    if (ROOT / "apps").exists():
+        dirs += sorted(p for p in (ROOT / "apps").iterdir() if (p / "pyproject.toml").exists())
+    return [p.name for p in dirs]
+
+
+def _package_dir(name: str) -> Path:
+    for base in ("packages", "apps"):
+        if (ROOT / base / name / "pyproject.toml").exists():
+            return ROOT / base / name
+    raise ValueError(f"no package {name!r} under packages/ or apps/")
+
+
+def _install_locked(session: nox.Session, package: str) -> None:
+    """Install `package` with its test extra, pinned by uv.lock, and nothing else."""
+    extras = tomllib.loads((_package_dir(package) / "pyproject.toml").read_text()).get(
+        "project", {}).get("optional-dependencies", {})
+    req = Path(session.create_tmp()) / "requirements.txt"
+    args = ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--package", package,
+            "-o", str(req)]
+    if "test" in extras:
+        args += ["--extra", "test"]
+    session.run(*args, silent=True, external=True)
+    session.install("-r", str(req), "pytest")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("package", _packages())
+def tests(session: nox.Session, package: str) -> None:
+    """A package's tests in a venv holding only that package and its locked dependencies."""
+    _install_locked(session, package)
+    env = {"JAX_PLATFORMS": "cpu"}
+    session.run("pytest", "-q", str(_package_dir(package) / "tests"), *session.posargs, env=env)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".", external=True)
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; each writes bench/results/<name>.json."""
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})

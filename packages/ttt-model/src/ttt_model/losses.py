@@ -1,0 +1,136 @@
+"""Next-token losses shared by every train mode: per-token NLL, BOS masking, pretrain loss.
+
+Losses take a window of T+1 tokens (inputs = [:T], targets = [1:]) and return
+`(loss, aux)` where aux holds the per-token NLL [B, T] and the number of counted targets.
+The loss is the mean NLL over counted targets (targets equal to BOS are not counted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ttt_model.attention import KVCache
+from ttt_model.model import Transformer
+
+
+def split_window(tokens_BxT1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return tokens_BxT1[:, :-1], tokens_BxT1[:, 1:]
+
+
+def target_mask(targets_BxT: jax.Array, bos_id: int | None,
+                loss_mask_BxT: jax.Array | None = None) -> jax.Array:
+    """Float mask of counted targets: the given mask, minus targets equal to BOS."""
+    m = jnp.ones(targets_BxT.shape, bool) if loss_mask_BxT is None else loss_mask_BxT.astype(bool)
+    if bos_id is not None:
+        m &= targets_BxT != bos_id
+    return m.astype(jnp.float32)
+
+
+def token_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
+    logits = logits_BxTxV.astype(jnp.float32)
+    lse_BxT = jax.nn.logsumexp(logits, axis=-1)
+    tgt_BxT = jnp.take_along_axis(logits, targets_BxT[..., None], axis=-1)[..., 0]
+    return lse_BxT - tgt_BxT
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def head_nll(model: Transformer, h_BxTxD: jax.Array, targets_BxT: jax.Array,
+             block: int) -> jax.Array:
+    """Per-token NLL from final hidden states, `block` positions at a time.
+
+    Each block's logits are rematerialised in the backward pass, so the [T, vocab] logits
+    are never all live: memory stays linear in T with a small constant.
+    """
+    B, T, D = h_BxTxD.shape
+    if T <= block or T % block:
+        return token_nll(model.logits(h_BxTxD), targets_BxT)
+    n = T // block
+
+    @jax.checkpoint
+    def one(args):
+        h, t = args
+        return token_nll(model.logits(h), t)
+
+    h_NxBxbxD = jnp.moveaxis(h_BxTxD.reshape(B, n, block, D), 1, 0)
+    t_NxBxb = jnp.moveaxis(targets_BxT.reshape(B, n, block), 1, 0)
+    nll_NxBxb = jax.lax.map(one, (h_NxBxbxD, t_NxBxb))
+    return jnp.moveaxis(nll_NxBxb, 0, 1).reshape(B, T)
+
+
+def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
+                  loss_mask_BxT: jax.Array | None = None, *, chunked: bool = False,
+                  remat_every: int = 1) -> tuple[jax.Array, dict[str, Any]]:
+    """Plain next-token loss (FA and SWA baselines).
+
+    With `chunked`, every block runs chunk by chunk (b = mini_batch_size) over a carried
+    sliding cache, as at inference; it equals the one-shot loss to float tolerance.
+    """
+    inputs, targets = split_window(tokens_BxT1)
+    mask = target_mask(targets, model.cfg.bos_token_id, loss_mask_BxT)
+    if chunked:
+        nll = _chunked_nll(model, inputs, targets, remat_every)
+    else:
+        h = model.embed_tokens(inputs)
+        for blk in model.blocks:
+            h = blk(h)
+        nll = head_nll(model, h, targets, model.cfg.mini_batch_size)
+    return masked_mean(nll, mask), {"token_nll": nll, "n_tokens": jnp.sum(mask)}
+
+
+def scan_chunks(body, carry, xs, n_chunks: int, remat_every: int):
+    """lax.scan over chunks, rematerialising every `remat_every` chunks.
+
+    Only the carry at each group boundary is kept for the backward pass; a group's
+    chunks are recomputed when its gradient is needed.
+    """
+    if n_chunks % remat_every:
+        raise ValueError(f"remat_every={remat_every} must divide the number of chunks "
+                         f"({n_chunks})")
+    g = n_chunks // remat_every
+    xs_g = jax.tree.map(lambda x: x.reshape(g, remat_every, *x.shape[1:]), xs)
+
+    @jax.checkpoint
+    def group(c, xg):
+        return jax.lax.scan(body, c, xg)
+
+    carry, ys = jax.lax.scan(group, carry, xs_g)
+    return carry, jax.tree.map(lambda y: y.reshape(n_chunks, *y.shape[2:]), ys)
+
+
+def to_chunks(x_BxT: jax.Array, b: int) -> jax.Array:
+    """[B, T, ...] -> [T/b, B, b, ...] (chunk-major, for lax.scan)."""
+    B, T = x_BxT.shape[:2]
+    if T % b:
+        raise ValueError(f"sequence length {T} is not a multiple of mini_batch_size {b}")
+    return jnp.moveaxis(x_BxT.reshape(B, T // b, b, *x_BxT.shape[2:]), 1, 0)
+
+
+def from_chunks(x_NxBxb: jax.Array) -> jax.Array:
+    N, B, b = x_NxBxb.shape[:3]
+    return jnp.moveaxis(x_NxBxb, 0, 1).reshape(B, N * b, *x_NxBxb.shape[3:])
+
+
+def _chunked_nll(model: Transformer, inputs_BxT: jax.Array, targets_BxT: jax.Array,
+                 remat_every: int) -> jax.Array:
+    b = model.cfg.mini_batch_size
+    B, T = inputs_BxT.shape
+    caches = model.empty_caches(B)
+
+    def body(caches: list[KVCache], x):
+        tok_Bxb, tgt_Bxb = x
+        h = model.embed_tokens(tok_Bxb)
+        new = []
+        for blk, c in zip(model.blocks, caches, strict=True):
+            h, c = blk.step(h, c)
+            new.append(c)
+        return new, token_nll(model.logits(h), tgt_Bxb)
+
+    _, nll = scan_chunks(body, caches, (to_chunks(inputs_BxT, b), to_chunks(targets_BxT, b)),
+                         T // b, remat_every)
+    return from_chunks(nll)

@@ -1,0 +1,133 @@
+"""TTT-E2E: the inner loop (test-time SGD on the prime MLPs) and the meta loss.
+
+For a sequence split into chunks of b tokens, chunk t is run through the suffix blocks with
+the current inner weights W(t-1) and the suffix layers' sliding caches; its next-token loss
+l_t(W(t-1)) is the loss reported for those tokens, and then
+    W(t) = W(t-1) - lr * clip(grad l_t(W(t-1))).
+Every sequence carries its own inner weights (vmap over the batch). The outer (meta) loss is
+differentiated through these updates, gradients of gradients included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ttt_model.attention import KVCache
+from ttt_model.losses import (
+    from_chunks,
+    masked_mean,
+    scan_chunks,
+    split_window,
+    target_mask,
+    to_chunks,
+    token_nll,
+)
+from ttt_model.model import Transformer
+from ttt_model.params import path_str, spec_filter
+
+
+class InnerSpecError(ValueError):
+    """The inner-parameter spec selects nothing, or parameters the inner loop cannot train."""
+
+
+def split_inner(model: Transformer, spec: Sequence[str]):
+    """(graphdef, inner W0, outer rest); inner = Params matching `spec`, all in suffix blocks."""
+    graphdef, inner, rest = nnx.split(model, spec_filter(spec), ...)
+    paths = [path_str(p) for p, _ in nnx.to_flat_state(inner)]
+    if not paths:
+        raise InnerSpecError(f"spec_inner {list(spec)} selects no parameter of "
+                             f"{model.cfg.name}; does the model have prime MLPs (prime=True)?")
+    outside = [p for p in paths if not p.startswith("suffix_blocks.")]
+    if outside:
+        raise InnerSpecError(f"spec_inner {list(spec)} selects parameters outside the suffix "
+                             f"blocks, which the inner loop never revisits: {outside[:4]}")
+    return graphdef, inner, rest
+
+
+def clip_by_global_norm(tree: Any, max_norm: float) -> Any:
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
+                        for x in jax.tree.leaves(tree)))
+    factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+    return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
+
+
+def inner_lr_at(step: jax.Array | int, inner_lr: float, ilr_init: float,
+                warmup_steps: int) -> jax.Array:
+    """Inner lr at outer `step`: ramps linearly from ilr_init*inner_lr to inner_lr."""
+    if warmup_steps <= 0:
+        return jnp.asarray(inner_lr, jnp.float32)
+    frac = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / warmup_steps)
+    return inner_lr * (ilr_init + (1.0 - ilr_init) * frac)
+
+
+def suffix_chunk_step(graphdef, rest, W, caches: list[KVCache], h_1xbxD: jax.Array,
+                      targets_b: jax.Array, mask_b: jax.Array, lr: jax.Array,
+                      clip: float) -> tuple[Any, list[KVCache], jax.Array]:
+    """One inner step of one sequence: loss of the chunk under W(t-1), then W(t).
+
+    Returns (W(t), caches after the chunk, per-token NLL of the chunk under W(t-1)).
+    """
+
+    def chunk_loss(W):
+        m = nnx.merge(graphdef, W, rest)
+        h, new = h_1xbxD, []
+        for blk, c in zip(m.suffix_blocks, caches, strict=True):
+            h, c = blk.step(h, c)
+            new.append(c)
+        nll_b = token_nll(m.logits(h)[0], targets_b)
+        return masked_mean(nll_b, mask_b), (nll_b, new)
+
+    (_, (nll_b, new_caches)), g = jax.value_and_grad(chunk_loss, has_aux=True)(W)
+    g = clip_by_global_norm(g, clip)
+    W = jax.tree.map(lambda w, gw: (w - lr * gw).astype(w.dtype), W, g)
+    return W, new_caches, nll_b
+
+
+def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
+              loss_mask_BxT: jax.Array | None = None, *, inner_lr: jax.Array | float = 1.0,
+              inner_clip: float = 1.0,
+              spec: Sequence[str] = ("**.suffix_blocks.feed_forward_prime.**",),
+              remat_every: int = 1) -> tuple[jax.Array, dict[str, Any]]:
+    """The TTT-E2E loss: mean over counted targets of l_t(W(t-1)) across all chunks.
+
+    Prefix blocks run once over the whole sequence (one-shot sliding attention); suffix
+    blocks run chunk by chunk inside the inner loop. When every chunk has the same number
+    of counted targets this is exactly mean_t l_t.
+    """
+    cfg = model.cfg
+    b = cfg.mini_batch_size
+    inputs, targets = split_window(tokens_BxT1)
+    B, T = inputs.shape
+    if T % b:
+        raise ValueError(f"meta loss: sequence length {T} is not a multiple of "
+                         f"mini_batch_size {b}")
+    mask = target_mask(targets, cfg.bos_token_id, loss_mask_BxT)
+    graphdef, W0, rest = split_inner(model, spec)
+    lr = jnp.asarray(inner_lr, jnp.float32)
+
+    h = model.embed_tokens(inputs)
+    for blk in model.prefix_blocks:
+        h = blk(h)
+
+    caches0 = model.empty_caches(1, "suffix")
+
+    def one_sequence(h_TxD, targets_T, mask_T):
+        def body(carry, x):
+            W, caches = carry
+            h_bxD, t_b, m_b = x
+            W, caches, nll_b = suffix_chunk_step(graphdef, rest, W, caches, h_bxD[None],
+                                                 t_b, m_b, lr, inner_clip)
+            return (W, caches), nll_b
+
+        xs = (to_chunks(h_TxD[None], b)[:, 0], to_chunks(targets_T[None], b)[:, 0],
+              to_chunks(mask_T[None], b)[:, 0])
+        _, nll_Nxb = scan_chunks(body, (W0, caches0), xs, T // b, remat_every)
+        return nll_Nxb.reshape(T)
+
+    nll_BxT = jax.vmap(one_sequence)(h, targets, mask)
+    return masked_mean(nll_BxT, mask), {"token_nll": nll_BxT, "n_tokens": jnp.sum(mask)}

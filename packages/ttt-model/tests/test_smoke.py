@@ -1,0 +1,2 @@
+def test_import():
+    import ttt_model  # noqa: F401
