@@ -1,0 +1,108 @@
+"""The train step: one outer update from a batch, for either train mode, compiled once.
+
+The step is a pure function of (TrainState, batch) -> (TrainState, metrics). Gradient
+accumulation scans over the leading micro-batch axis of the batch inside the one compiled
+program, so its cost does not depend on how the batch is split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ttt_model.config import ModelConfig, TrainConfig
+from ttt_model.losses import pretrain_loss
+from ttt_model.model import Transformer, build_model
+from ttt_model.optim import lr_schedule, make_optimizer
+from ttt_model.ttt import inner_lr_at, meta_loss
+
+
+class TrainState(NamedTuple):
+    params: nnx.State
+    opt_state: Any
+    step: jax.Array  # int32 scalar: outer steps taken so far
+
+
+def init_train_state(model: Transformer, tc: TrainConfig) -> tuple[nnx.GraphDef, TrainState]:
+    graphdef, params = nnx.split(model, nnx.Param)
+    opt_state = make_optimizer(tc).init(params)
+    return graphdef, TrainState(params, opt_state, jnp.zeros((), jnp.int32))
+
+
+def loss_fn_for(tc: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str, Any]]]:
+    """(model, tokens_BxT1, loss_mask_BxT, step) -> (loss, aux) for the stage's train mode."""
+    if tc.train_mode == "pretrain":
+        def loss(model, tokens, mask, step):
+            return pretrain_loss(model, tokens, mask, chunked=tc.chunked_swa,
+                                 remat_every=tc.remat_every)
+    else:
+        def loss(model, tokens, mask, step):
+            ilr = inner_lr_at(step, tc.inner_lr, tc.ilr_init, tc.ilr_warmup_steps)
+            return meta_loss(model, tokens, mask, inner_lr=ilr, inner_clip=tc.inner_clip,
+                             spec=tc.spec_inner, remat_every=tc.remat_every)
+    return loss
+
+
+def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True):
+    """step(state, tokens_AxBxT1, loss_mask_AxBxT | None) -> (state, metrics).
+
+    A = tc.grad_accum micro-batches of B windows of T+1 tokens each.
+    """
+    optimizer = make_optimizer(tc)
+    schedule = lr_schedule(tc)
+    loss_fn = loss_fn_for(tc)
+
+    def micro_loss(params, tokens, mask, step):
+        return loss_fn(nnx.merge(graphdef, params), tokens, mask, step)
+
+    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+    def step_fn(state: TrainState, tokens_AxBxT1: jax.Array,
+                loss_mask_AxBxT: jax.Array | None = None):
+        A = tokens_AxBxT1.shape[0]
+        if A != tc.grad_accum:
+            raise ValueError(f"batch has {A} micro-batches, train config grad_accum is "
+                             f"{tc.grad_accum}")
+        masks = (jnp.ones(tokens_AxBxT1[:, :, 1:].shape, bool) if loss_mask_AxBxT is None
+                 else loss_mask_AxBxT)
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+
+        def accumulate(carry, batch):
+            g_sum, loss_sum, nll_sum, n_sum = carry
+            tokens, mask = batch
+            (loss, aux), g = grad_fn(state.params, tokens, mask, state.step)
+            g_sum = jax.tree.map(jnp.add, g_sum, g)
+            nll_T = jnp.mean(aux["token_nll"], axis=0)
+            return (g_sum, loss_sum + loss, nll_sum + nll_T, n_sum + aux["n_tokens"]), None
+
+        T = tokens_AxBxT1.shape[-1] - 1
+        init = (zeros, jnp.zeros(()), jnp.zeros((T,)), jnp.zeros(()))
+        (g_sum, loss_sum, nll_sum, n_sum), _ = jax.lax.scan(
+            accumulate, init, (tokens_AxBxT1, masks))
+        grads = jax.tree.map(lambda g: g / A, g_sum)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": loss_sum / A,
+            "grad_norm": grad_norm,
+            "lr": schedule(state.step),
+            "inner_lr": inner_lr_at(state.step, tc.inner_lr, tc.ilr_init, tc.ilr_warmup_steps)
+            if tc.train_mode == "meta" else jnp.zeros(()),
+            "token_nll": nll_sum / A,
+            "n_tokens": n_sum,
+        }
+        return TrainState(params, opt_state, state.step + 1), metrics
+
+    return jax.jit(step_fn, donate_argnums=0) if jit else step_fn
+
+
+def new_training(model_cfg: ModelConfig, tc: TrainConfig, seed: int = 0):
+    """(graphdef, state, step) for a fresh run."""
+    graphdef, state = init_train_state(build_model(model_cfg, seed), tc)
+    return graphdef, state, make_train_step(graphdef, tc)
