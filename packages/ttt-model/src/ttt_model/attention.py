@@ -19,18 +19,25 @@ import jax.numpy as jnp
 NEG_INF = -1e30
 
 
-def rope_angles(pos_T: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """cos/sin tables [T, head_dim/2] for integer positions (float32)."""
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    ang_TxF = pos_T.astype(jnp.float32)[:, None] * inv_freq[None, :]
+def acc_dtype(dtype) -> jnp.dtype:
+    """Accumulation dtype: float32, or float64 when the input is float64."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def rope_angles(pos_T: jax.Array, head_dim: int, theta: float, dtype=jnp.float32
+                ) -> tuple[jax.Array, jax.Array]:
+    """cos/sin tables [T, head_dim/2] for integer positions."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=dtype) / head_dim))
+    ang_TxF = pos_T.astype(dtype)[:, None] * inv_freq[None, :]
     return jnp.cos(ang_TxF), jnp.sin(ang_TxF)
 
 
 def apply_rope(x_BxTxHxD: jax.Array, pos_T: jax.Array, theta: float) -> jax.Array:
     d = x_BxTxHxD.shape[-1]
-    cos_TxF, sin_TxF = rope_angles(pos_T, d, theta)
+    acc = acc_dtype(x_BxTxHxD.dtype)
+    cos_TxF, sin_TxF = rope_angles(pos_T, d, theta, acc)
     cos, sin = cos_TxF[None, :, None, :], sin_TxF[None, :, None, :]
-    x = x_BxTxHxD.astype(jnp.float32)
+    x = x_BxTxHxD.astype(acc)
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x_BxTxHxD.dtype)
@@ -56,9 +63,8 @@ def attend(
     G = H // K
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     q_BxTxKxGxD = q_BxTxHxD.reshape(B, T, K, G, D)
-    s_BxKxGxTxS = jnp.einsum(
-        "btkgd,bskd->bkgts", q_BxTxKxGxD, k_BxSxKxD, preferred_element_type=jnp.float32
-    ) * scale
+    s_BxKxGxTxS = jnp.einsum("btkgd,bskd->bkgts", q_BxTxKxGxD, k_BxSxKxD,
+                             preferred_element_type=acc_dtype(q_BxTxHxD.dtype)) * scale
     mask_TxS = k_pos_S[None, :] <= q_pos_T[:, None]
     if window is not None:
         mask_TxS &= q_pos_T[:, None] - k_pos_S[None, :] < window
@@ -87,7 +93,7 @@ def attend_sequence(
     """
     B, T, H, D = q_BxTxHxD.shape
     pos_T = jnp.arange(T, dtype=jnp.int32)
-    if T <= block or T % block:
+    if block >= T or T % block:
         return attend(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, q_pos_T=pos_T, k_pos_S=pos_T,
                       window=window, scale=scale)
     span = T if window is None else min(T, block + window - 1)

@@ -131,7 +131,8 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"ModelConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+            raise ConfigError(f"ModelConfig: unknown keys {unknown}; "
+                              f"known keys are {sorted(known)}")
         return cls(**d)
 
 

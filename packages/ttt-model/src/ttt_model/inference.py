@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ttt_model.attention import KVCache
+from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.config import DEFAULT_SPEC_INNER
 from ttt_model.losses import target_mask, token_nll
 from ttt_model.model import Transformer
@@ -101,8 +101,13 @@ class TTTRunner:
         return s._replace(inner=W)
 
     # ----- public -----
-    def prefill(self, tokens_BxN: jax.Array) -> tuple[DecodeState, jax.Array]:
-        """Consume a prompt; returns the decode state and NLL [B, N-1] of tokens 1..N-1."""
+    def prefill(self, tokens_BxN: jax.Array, per_token: bool = True
+                ) -> tuple[DecodeState, jax.Array]:
+        """Consume a prompt; returns the decode state and the NLL of tokens 1..N-1.
+
+        The NLL is per token [B, N-1], or with `per_token=False` summed [B], so that
+        nothing at all grows with the prompt's length.
+        """
         B, N = tokens_BxN.shape
         b = self.b
         n_full = (N - 1) // b
@@ -113,9 +118,11 @@ class TTTRunner:
             m = self._model(self.inner0)
             caches = m.empty_caches(1)
 
-            def chunk(carry, x):
-                W, caches = carry
-                tok_b, tgt_b = x
+            def chunk(carry, _):
+                W, caches, total, x = carry
+                # slice the prompt in place: copies of it would grow with its length
+                tok_b = jax.lax.dynamic_slice_in_dim(tokens_N, x * b, b)
+                tgt_b = jax.lax.dynamic_slice_in_dim(tokens_N, x * b + 1, b)
                 mm = self._model(W)
                 h = mm.embed_tokens(tok_b[None])
                 new = []
@@ -133,18 +140,21 @@ class TTTRunner:
                         h, c = blk.step(h, c)
                         suf.append(c)
                     nll = token_nll(mm.logits(h)[0], tgt_b)
-                return (W, new + suf), nll
+                if per_token:
+                    return (W, new + suf, total, x + 1), nll
+                return (W, new + suf, total + nll.sum(), x + 1), None
 
-            toks = tokens_N[: n_full * b].reshape(n_full, b)
-            tgts = tokens_N[1 : n_full * b + 1].reshape(n_full, b)
-            (W, caches), nll_chunks = jax.lax.scan(chunk, (self.inner0, caches), (toks, tgts))
+            zero = jnp.zeros((), acc_dtype(cfg.compute_dtype))
+            (W, caches, total, _), nll_chunks = jax.lax.scan(
+                chunk, (self.inner0, caches, zero, jnp.zeros((), jnp.int32)), None, length=n_full)
             # widen caches by b slots for decoding (empty, oldest side)
             caches = [KVCache(jnp.pad(c.k_BxSxKxD, ((0, 0), (b, 0), (0, 0), (0, 0))),
                               jnp.pad(c.v_BxSxKxD, ((0, 0), (b, 0), (0, 0), (0, 0))),
                               c.length) for c in caches]
-            s = SequenceState(W, caches, jnp.zeros((b, cfg.hidden_size), jnp.float32),
+            s = SequenceState(W, caches,
+                              jnp.zeros((b, cfg.hidden_size), acc_dtype(cfg.param_dtype)),
                               jnp.zeros((b,), tokens_N.dtype),
-                              jnp.zeros((cfg.vocab_size,), jnp.float32))
+                              jnp.zeros((cfg.vocab_size,), acc_dtype(cfg.compute_dtype)))
 
             def token(s, x):
                 idx, tok, nxt = x
@@ -154,8 +164,9 @@ class TTTRunner:
             tail = tokens_N[n_full * b:]
             nxt = jnp.concatenate([tail[1:], tail[-1:]])
             s, nll_tail = jax.lax.scan(token, s, (jnp.arange(rest), tail, nxt))
-            nll = jnp.concatenate([nll_chunks.reshape(-1), nll_tail[:-1]])
-            return s, nll
+            if per_token:
+                return s, jnp.concatenate([nll_chunks.reshape(-1), nll_tail[:-1]])
+            return s, total + nll_tail[:-1].sum()
 
         seq, nll = jax.vmap(one_sequence)(tokens_BxN)
         state = DecodeState(seq, jnp.asarray(rest, jnp.int32), jnp.asarray(N, jnp.int32))

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ttt_model.attention import KVCache, apply_rope, attend_chunk, attend_sequence
+from ttt_model.attention import KVCache, acc_dtype, apply_rope, attend_chunk, attend_sequence
 from ttt_model.config import ModelConfig
 
 
@@ -40,9 +40,10 @@ class RMSNorm(nnx.Module):
         self.eps = cfg.rms_norm_eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x32 = x.astype(jnp.float32)
-        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
+        acc = acc_dtype(x.dtype)
+        xa = x.astype(acc)
+        y = xa * jax.lax.rsqrt(jnp.mean(xa * xa, axis=-1, keepdims=True) + self.eps)
+        return (y * self.scale[...].astype(acc)).astype(x.dtype)
 
 
 class MLP(nnx.Module):

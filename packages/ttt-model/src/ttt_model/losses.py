@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ttt_model.attention import KVCache
+from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.model import Transformer
 
 
@@ -30,7 +30,7 @@ def target_mask(targets_BxT: jax.Array, bos_id: int | None,
 
 
 def token_nll(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
-    logits = logits_BxTxV.astype(jnp.float32)
+    logits = logits_BxTxV.astype(acc_dtype(logits_BxTxV.dtype))
     lse_BxT = jax.nn.logsumexp(logits, axis=-1)
     tgt_BxT = jnp.take_along_axis(logits, targets_BxT[..., None], axis=-1)[..., 0]
     return lse_BxT - tgt_BxT
@@ -48,7 +48,7 @@ def head_nll(model: Transformer, h_BxTxD: jax.Array, targets_BxT: jax.Array,
     are never all live: memory stays linear in T with a small constant.
     """
     B, T, D = h_BxTxD.shape
-    if T <= block or T % block:
+    if block >= T or T % block:
         return token_nll(model.logits(h_BxTxD), targets_BxT)
     n = T // block
 

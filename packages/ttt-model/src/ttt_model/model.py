@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ttt_model.attention import KVCache
+from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.config import ModelConfig
 from ttt_model.layers import Block, RMSNorm
 
@@ -35,14 +35,15 @@ class Transformer(nnx.Module):
         return [*self.prefix_blocks, *self.suffix_blocks]
 
     def embed_tokens(self, tokens_BxT: jax.Array) -> jax.Array:
-        return jnp.take(self.embed[...], tokens_BxT, axis=0).astype(jnp.float32)
+        emb = self.embed[...]
+        return jnp.take(emb, tokens_BxT, axis=0).astype(acc_dtype(emb.dtype))
 
     def logits(self, h_BxTxD: jax.Array) -> jax.Array:
-        """Final norm and unembedding; logits in float32."""
+        """Final norm and unembedding; logits in float32 (float64 for a float64 model)."""
         cdt = jnp.dtype(self.cfg.compute_dtype)
         h = self.final_norm(h_BxTxD).astype(cdt)
         w_DxV = self.embed[...].T if self.lm_head is None else self.lm_head[...]
-        return jnp.dot(h, w_DxV.astype(cdt), preferred_element_type=jnp.float32)
+        return jnp.dot(h, w_DxV.astype(cdt), preferred_element_type=acc_dtype(cdt))
 
     def __call__(self, tokens_BxT: jax.Array) -> jax.Array:
         """Logits of a whole sequence, every block run once (one-shot attention)."""

@@ -65,7 +65,7 @@ def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True
     def step_fn(state: TrainState, tokens_AxBxT1: jax.Array,
                 loss_mask_AxBxT: jax.Array | None = None):
         A = tokens_AxBxT1.shape[0]
-        if A != tc.grad_accum:
+        if tc.grad_accum != A:
             raise ValueError(f"batch has {A} micro-batches, train config grad_accum is "
                              f"{tc.grad_accum}")
         masks = (jnp.ones(tokens_AxBxT1[:, :, 1:].shape, bool) if loss_mask_AxBxT is None
@@ -85,7 +85,7 @@ def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True
         (g_sum, loss_sum, nll_sum, n_sum), _ = jax.lax.scan(
             accumulate, init, (tokens_AxBxT1, masks))
         grads = jax.tree.map(lambda g: g / A, g_sum)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {

@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ttt_model.attention import KVCache
+from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.losses import (
-    from_chunks,
     masked_mean,
     scan_chunks,
     split_window,
@@ -50,7 +49,7 @@ def split_inner(model: Transformer, spec: Sequence[str]):
 
 
 def clip_by_global_norm(tree: Any, max_norm: float) -> Any:
-    norm = jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32)))
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(acc_dtype(x.dtype))))
                         for x in jax.tree.leaves(tree)))
     factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
     return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
@@ -67,10 +66,13 @@ def inner_lr_at(step: jax.Array | int, inner_lr: float, ilr_init: float,
 
 def suffix_chunk_step(graphdef, rest, W, caches: list[KVCache], h_1xbxD: jax.Array,
                       targets_b: jax.Array, mask_b: jax.Array, lr: jax.Array,
-                      clip: float) -> tuple[Any, list[KVCache], jax.Array]:
+                      clip: float, stop_inner_grad: bool = False
+                      ) -> tuple[Any, list[KVCache], jax.Array]:
     """One inner step of one sequence: loss of the chunk under W(t-1), then W(t).
 
     Returns (W(t), caches after the chunk, per-token NLL of the chunk under W(t-1)).
+    `stop_inner_grad` treats the inner gradient as a constant (first-order meta-learning):
+    the outer gradient then skips the second-order path through the update.
     """
 
     def chunk_loss(W):
@@ -84,6 +86,8 @@ def suffix_chunk_step(graphdef, rest, W, caches: list[KVCache], h_1xbxD: jax.Arr
 
     (_, (nll_b, new_caches)), g = jax.value_and_grad(chunk_loss, has_aux=True)(W)
     g = clip_by_global_norm(g, clip)
+    if stop_inner_grad:
+        g = jax.lax.stop_gradient(g)
     W = jax.tree.map(lambda w, gw: (w - lr * gw).astype(w.dtype), W, g)
     return W, new_caches, nll_b
 
@@ -92,7 +96,8 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
               loss_mask_BxT: jax.Array | None = None, *, inner_lr: jax.Array | float = 1.0,
               inner_clip: float = 1.0,
               spec: Sequence[str] = ("**.suffix_blocks.feed_forward_prime.**",),
-              remat_every: int = 1) -> tuple[jax.Array, dict[str, Any]]:
+              remat_every: int = 1, stop_inner_grad: bool = False
+              ) -> tuple[jax.Array, dict[str, Any]]:
     """The TTT-E2E loss: mean over counted targets of l_t(W(t-1)) across all chunks.
 
     Prefix blocks run once over the whole sequence (one-shot sliding attention); suffix
@@ -121,7 +126,7 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
             W, caches = carry
             h_bxD, t_b, m_b = x
             W, caches, nll_b = suffix_chunk_step(graphdef, rest, W, caches, h_bxD[None],
-                                                 t_b, m_b, lr, inner_clip)
+                                                 t_b, m_b, lr, inner_clip, stop_inner_grad)
             return (W, caches), nll_b
 
         xs = (to_chunks(h_TxD[None], b)[:, 0], to_chunks(targets_T[None], b)[:, 0],

@@ -1,0 +1,57 @@
+"""`ttt report`: the ledger of one experiment folder as a table, CSV, JSON or Markdown.
+
+The ledger lives at `<exp-dir>/ledger.sqlite` (default exp-dir: ./experiments) and
+holds every experiment folder of that directory; `--exp-folder` picks one. Reading
+never creates a ledger: a missing file is an error that names the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ttt_ledger import AXES, FORMATS, Ledger, LedgerError, build_report, ledger_path, render
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report", help="report runs, matched comparisons and the success gate",
+        description="Report the runs of one experiment folder from <exp-dir>/ledger.sqlite: "
+                    "budgets, lineage-cumulative cost, deltas vs FA and scratch TTT-E2E, "
+                    "token- and wall-clock-matched comparisons, and the success gate.")
+    parser.add_argument("--exp-folder", required=True, help="experiment folder to report")
+    parser.add_argument("--exp-dir", type=Path, default=Path("experiments"),
+                        help="directory holding ledger.sqlite (default: ./experiments)")
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="output format (default: table)")
+    parser.add_argument("--plots", type=Path, default=None, metavar="DIR",
+                        help="also write PNG plots (frontier, per-position NLL) to DIR")
+    parser.add_argument("--metric", default="loss",
+                        help="metric compared: a final-metric name, or eval/<eval>/<key> "
+                             "(default: loss)")
+    parser.add_argument("--cost-axis", choices=AXES, default="wall_clock_s",
+                        help="cost the success gate compares (default: wall_clock_s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with Ledger(ledger_path(args.exp_dir), create=False) as ledger:
+            experiment = ledger.experiment(args.exp_folder)
+            if not experiment.runs:
+                folders = ", ".join(ledger.exp_folders()) or "none"
+                print(f"ttt report: no runs in experiment folder {args.exp_folder!r} of "
+                      f"{ledger.path} (folders there: {folders})", file=sys.stderr)
+                return 2
+        report = build_report(experiment, args.metric, cost_axis=args.cost_axis)
+        sys.stdout.write(render(report, args.format))
+        if args.plots is not None:
+            from ttt_ledger.plots import write_plots
+
+            for path in write_plots(experiment, args.plots, args.metric):
+                print(f"wrote {path}", file=sys.stderr)
+    except LedgerError as e:
+        print(f"ttt report: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,103 @@
+"""A hand-built, completed 10-run Qwen matrix whose comparison answers are worked out
+by hand in test_compare.py (the numbers here are chosen to make that arithmetic exact).
+
+Own budgets per run (tokens, wall-clock s, devices) and final loss:
+
+    run   path     kind ctx  parent tokens     wall s  dev  loss
+    Q-A1  adapter  fa   8K   -      1_000_000  1000    1    2.90
+    Q-A2  adapter  fa   32K  A1       400_000  3500    1    2.75
+    Q-A3  adapter  swa  8K   A1       200_000   300    1    2.95
+    Q-A4  adapter  e2e  8K   A3       300_000   500    1    2.88
+    Q-A5  adapter  e2e  32K  A4       400_000  1200    1    2.705
+    Q-A6  adapter  e2e  32K  A1       500_000  1500    2    2.708
+    Q-S1  scratch  fa   8K   -      2_000_000  2400    1    3.10
+    Q-S2  scratch  fa   32K  S1       400_000   800    1    2.95
+    Q-S3  scratch  e2e  8K   -      2_000_000  3000    1    2.92
+    Q-S4  scratch  e2e  32K  S3       500_000  1000    1    2.70
+
+Logged `loss` curves (stage-local step, tokens, wall s, value):
+    Q-S3: (100, 500_000, 750, 3.40), (200, 1_000_000, 1500, 3.10), (300, 1_600_000, 2400, 2.98)
+    Q-S4: (50, 250_000, 500, 2.80)
+    Q-A2: (100, 200_000, 2000, 2.90)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ttt_ledger import (
+    EvalResult,
+    Experiment,
+    MetricPoint,
+    RunRecord,
+    RunStatus,
+    build_stage_plan,
+)
+
+FOLDER = "hand"
+
+OWN = {  # run id: (tokens, wall_clock_s, device_count, final loss)
+    "Q-A1": (1_000_000, 1000.0, 1, 2.90),
+    "Q-A2": (400_000, 3500.0, 1, 2.75),
+    "Q-A3": (200_000, 300.0, 1, 2.95),
+    "Q-A4": (300_000, 500.0, 1, 2.88),
+    "Q-A5": (400_000, 1200.0, 1, 2.705),
+    "Q-A6": (500_000, 1500.0, 2, 2.708),
+    "Q-S1": (2_000_000, 2400.0, 1, 3.10),
+    "Q-S2": (400_000, 800.0, 1, 2.95),
+    "Q-S3": (2_000_000, 3000.0, 1, 2.92),
+    "Q-S4": (500_000, 1000.0, 1, 2.70),
+}
+
+CURVES = {
+    "Q-S3": [(100, 500_000, 750.0, 3.40), (200, 1_000_000, 1500.0, 3.10),
+             (300, 1_600_000, 2400.0, 2.98)],
+    "Q-S4": [(50, 250_000, 500.0, 2.80)],
+    "Q-A2": [(100, 200_000, 2000.0, 2.90)],
+}
+
+
+def position_nll(length: int, floor: float, scale: float) -> tuple[float, ...]:
+    """A decreasing per-position NLL profile (later tokens see more context)."""
+    return tuple(floor + scale / (1.0 + i / 64.0) for i in range(length))
+
+
+def hand_records() -> list[RunRecord]:
+    records = []
+    for planned in build_stage_plan("qwen2_5_0_5b", FOLDER, budget="pilot"):
+        tokens, wall, devices, loss = OWN[planned.run_id]
+        evals: tuple[EvalResult, ...] = ()
+        if planned.context_length == 32768:
+            evals = (EvalResult("books_32k", {"loss": loss + 0.1}, 32768,
+                                position_nll(2048, loss, 1.0 + devices / 10)),)
+        records.append(RunRecord(**{
+            **{f: getattr(planned, f) for f in (
+                "run_id", "exp_folder", "family", "path", "stage", "model_kind", "train_mode",
+                "context_length", "checkpoint_source", "output_checkpoint", "recipe",
+                "config_name", "data_root", "parent_run_ids", "planned_steps", "restore")},
+            "steps_completed": planned.planned_steps, "tokens_seen": tokens,
+            "wall_clock_s": wall, "device_kind": "H100", "device_count": devices,
+            "final_metrics": {"loss": loss}, "best_metrics": {"loss": loss},
+            "eval_results": evals, "status": RunStatus.COMPLETED}))
+    return records
+
+
+def hand_points() -> list[tuple[str, MetricPoint]]:
+    return [(run_id, MetricPoint("loss", step, tokens, wall, value))
+            for run_id, points in CURVES.items() for step, tokens, wall, value in points]
+
+
+@pytest.fixture
+def hand_experiment() -> Experiment:
+    return Experiment.from_records(hand_records(), hand_points())
+
+
+
+@pytest.fixture
+def hand_run_records() -> list[RunRecord]:
+    return hand_records()
+
+
+@pytest.fixture
+def hand_metric_points() -> list[tuple[str, MetricPoint]]:
+    return hand_points()

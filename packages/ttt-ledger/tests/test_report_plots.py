@@ -1,0 +1,151 @@
+"""Reports render in all four formats with the hand-worked numbers; plots are real PNGs."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import re
+import struct
+
+import pytest
+
+from ttt_ledger import FORMATS, Experiment, Ledger, LedgerError, RunStatus, build_report, render
+from ttt_ledger.plots import binned, pareto_front, plot_frontier, write_plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def report(tmp_path, hand_run_records, hand_metric_points):
+    # through the store, so the report sees exactly what a reader of the ledger sees
+    ledger = Ledger.open(tmp_path)
+    for record in hand_run_records:
+        ledger.add_run(record)
+    for run_id, point in hand_metric_points:
+        ledger.log_metrics("hand", run_id, [point])
+    ledger.fail_run("hand", "Q-S2", "NaN loss at step 3")
+    return build_report(ledger.experiment("hand"))
+
+
+def test_all_formats_render(report):
+    for fmt in FORMATS:
+        text = render(report, fmt)
+        assert "Q-A6" in text and "Q-S4" in text, fmt
+    with pytest.raises(LedgerError, match="report format 'xml'"):
+        render(report, "xml")
+
+
+def test_table_shows_runs_pairs_gate_and_failures(report):
+    text = render(report, "table")
+    assert text.count("PASS") == 2 and text.count("FAIL") == 1
+    assert "Q-S2: NaN loss at step 3" in text
+    a5 = next(line for line in text.splitlines() if line.startswith("Q-A5") and "FAIL" in line)
+    assert "25.0%" in a5 and "+0.0050" in a5
+
+
+def test_csv_has_raw_cumulative_numbers(report):
+    rows = {r["run_id"]: r for r in csv.DictReader(io.StringIO(render(report, "csv")))}
+    assert len(rows) == 10
+    assert float(rows["Q-A5"]["cum_wall_clock_s"]) == 3000.0  # 1200 + 500 + 300 + 1000
+    assert int(rows["Q-A5"]["cum_tokens"]) == 1_900_000
+    assert rows["Q-A5"]["parent_run_ids"] == "Q-A4"
+    assert float(rows["Q-A6"]["delta_vs_scratch_e2e"]) == pytest.approx(0.008)
+    assert float(rows["Q-A6"]["device_hours"]) == pytest.approx(1500 * 2 / 3600)
+    assert (rows["Q-A4"]["gate"], rows["Q-A5"]["gate"], rows["Q-A1"]["gate"]) == ("PASS",
+                                                                                  "FAIL", "")
+    assert rows["Q-S2"]["status"] == "failed"
+    assert rows["Q-S2"]["failure_reason"] == "NaN loss at step 3"
+
+
+def test_json_is_strict_and_complete(report):
+    data = json.loads(render(report, "json"))
+    assert data["exp_folder"] == "hand" and data["metric"] == "loss"
+    runs = {r["run_id"]: r for r in data["runs"]}
+    assert runs["Q-A5"]["cumulative"]["runs"] == ["Q-A5", "Q-A4", "Q-A3", "Q-A1"]
+    assert len(runs["Q-A5"]["eval_results"][0]["per_position_nll"]) == 2048
+    assert {g["run_id"]: g["verdict"] for g in data["gates"]} == {
+        "Q-A4": "PASS", "Q-A5": "FAIL", "Q-A6": "PASS"}
+    # S2 failed, so S2 is not a completed FA control: S4 has no FA delta
+    assert runs["Q-S4"]["fa_control"] is None
+    assert len(data["comparisons"]) == 12
+
+
+def test_json_survives_a_diverged_loss(hand_run_records):
+    records = [dataclasses.replace(r, final_metrics={"loss": float("nan")})
+               if r.run_id == "Q-A2" else r for r in hand_run_records]
+    data = json.loads(render(build_report(Experiment.from_records(records)), "json"))
+    assert {r["run_id"]: r for r in data["runs"]}["Q-A2"]["value"] == "nan"
+
+
+def _md_tables(text):
+    tables, current = [], []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    if current:
+        tables.append(current)
+    return tables
+
+
+def _cells(line):
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+
+def test_markdown_tables_are_paste_ready(report):
+    text = render(report, "md")
+    tables = _md_tables(text)
+    assert len(tables) == 3  # runs, matched comparisons, gate
+    for table in tables:
+        width = len(_cells(table[0]))
+        assert all(c in ("---", "---:") for c in _cells(table[1]))
+        assert all(len(_cells(row)) == width for row in table), table[0]
+    runs = {(cells := _cells(row))[0]: dict(zip(_cells(tables[0][0]), cells, strict=True))
+            for row in tables[0][2:]}
+    assert len(runs) == 10
+    assert runs["Q-A6"]["Δloss vs E2E scratch"] == "+0.008"
+    assert runs["Q-A6"]["Ctx"] == "32K" and runs["Q-A6"]["Tokens (cum.)"] == "1.50M"
+    assert runs["Q-A4"]["Δloss vs FA"] == "-0.020"
+    assert runs["Q-S3"]["Δloss vs E2E scratch"] == "—"
+    gate_rows = {_cells(r)[0]: _cells(r) for r in tables[2][2:]}
+    assert gate_rows["Q-A5"][4:] == ["25.0%", "2.7050", "2.7000", "+0.0050", "FAIL",
+                                     "saving 25.0% < 30%; delta loss +0.0050 <= 0.01"]
+    assert "- Q-S2 failed: NaN loss at step 3" in text
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, path
+    return struct.unpack(">II", data[16:24])  # IHDR width, height
+
+
+def test_plots_are_written_and_non_empty(tmp_path, hand_experiment):
+    written = write_plots(hand_experiment, tmp_path / "plots")
+    names = sorted(p.name for p in written)
+    assert names == ["frontier_loss.png", "position_nll_qwen2_5_0_5b_books_32k.png"]
+    for path in written:
+        assert path.stat().st_size > 10_000
+    # two context lengths (8K, 32K) -> two panels of 5.5 x 4.5 inches at 120 dpi
+    assert _png_size(tmp_path / "plots" / "frontier_loss.png") == (1320, 540)
+    assert _png_size(tmp_path / "plots" / "position_nll_qwen2_5_0_5b_books_32k.png") == (840,
+                                                                                        540)
+
+
+def test_no_plot_without_data(tmp_path, hand_run_records):
+    planned = [dataclasses.replace(r, status=RunStatus.PLANNED, eval_results=())
+               for r in hand_run_records]
+    experiment = Experiment.from_records(planned)
+    assert plot_frontier(experiment, tmp_path / "f.png") is None
+    assert write_plots(experiment, tmp_path) == []
+
+
+def test_frontier_and_binning_helpers():
+    # (cost, loss): (3, 2.0) is dominated by (2, 1.9); (1, 2.5) and (4, 1.5) are not.
+    assert pareto_front([(3, 2.0), (1, 2.5), (2, 1.9), (4, 1.5)]) == [(1, 2.5), (2, 1.9),
+                                                                       (4, 1.5)]
+    xs, ys = binned([1.0, 3.0, 5.0, 7.0, 9.0, 11.0], 3)
+    assert ys == [2.0, 6.0, 10.0] and xs == [1.5, 3.5, 5.5]

@@ -1,2 +1,0 @@
-def test_import():
-    import ttt_model  # noqa: F401
