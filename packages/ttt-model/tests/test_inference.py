@@ -72,3 +72,9 @@ def test_prefill_memory_does_not_grow_with_length(model):
     assert meta_temps == sorted(meta_temps), meta_temps
     # at least the extra chunks' hidden states (28 chunks x b x hidden x 4 bytes)
     assert meta_temps[-1] - meta_temps[0] > 28 * b * model.cfg.hidden_size * 4, meta_temps
+
+
+def test_prefill_of_a_full_attention_model_is_refused():
+    fa = build_model(tiny(attention="full", suffix_len=0, prime=False), seed=0)
+    with pytest.raises(ValueError, match="layer 0 uses full attention"):
+        TTTRunner(fa, ttt=False).prefill(random_tokens(0, (1, 20), 61))

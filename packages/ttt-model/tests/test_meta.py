@@ -131,3 +131,16 @@ def test_meta_gradient_matches_finite_differences_and_needs_second_order():
             np.testing.assert_allclose(g @ v, fd, rtol=1e-6, atol=1e-9)
         rel = jnp.linalg.norm(g - g_stop) / jnp.linalg.norm(g)
         assert float(rel) > 1e-3, f"second-order term is negligible ({float(rel):.2e})"
+
+
+def test_sequence_not_a_multiple_of_the_chunk_is_refused(model):
+    with pytest.raises(ValueError, match="not a multiple of mini_batch_size 16"):
+        meta_loss(model, random_tokens(0, (1, 30), 61))
+
+
+def test_bfloat16_compute_tracks_float32():
+    tokens = random_tokens(8, (2, 33), 61)
+    l32, _ = meta_loss(build_model(tiny(), seed=4), tokens)
+    l16, aux = meta_loss(build_model(tiny(compute_dtype="bfloat16"), seed=4), tokens)
+    assert aux["token_nll"].dtype == jnp.float32
+    assert abs(float(l16) - float(l32)) < 0.05 * float(l32)
