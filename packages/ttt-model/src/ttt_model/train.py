@@ -14,11 +14,13 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ttt_model.config import ModelConfig, TrainConfig
 from ttt_model.losses import pretrain_loss
 from ttt_model.model import Transformer, build_model
 from ttt_model.optim import lr_schedule, make_optimizer
+from ttt_model.sharding import batch_sharding, state_shardings
 from ttt_model.ttt import inner_lr_at, meta_loss
 
 
@@ -48,10 +50,14 @@ def loss_fn_for(tc: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str, Any
     return loss
 
 
-def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True):
+def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True,
+                    mesh: Mesh | None = None, state: TrainState | None = None):
     """step(state, tokens_AxBxT1, loss_mask_AxBxT | None) -> (state, metrics).
 
-    A = tc.grad_accum micro-batches of B windows of T+1 tokens each.
+    A = tc.grad_accum micro-batches of B windows of T+1 tokens each. With a `mesh` (and a
+    `state`, concrete or abstract, to read shapes from), the step is compiled with fixed
+    input and output shardings (DP over the batch, FSDP over parameters) so that it is
+    traced once and never reshards between steps.
     """
     optimizer = make_optimizer(tc)
     schedule = lr_schedule(tc)
@@ -99,7 +105,22 @@ def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True
         }
         return TrainState(params, opt_state, state.step + 1), metrics
 
-    return jax.jit(step_fn, donate_argnums=0) if jit else step_fn
+    if not jit:
+        return step_fn
+    if mesh is None:
+        return jax.jit(step_fn, donate_argnums=0)
+    if state is None:
+        raise ValueError("make_train_step: a mesh needs the (abstract) state to shard")
+    st_sh = state_shardings(state, mesh)
+    tok_sh = batch_sharding(mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(step_fn, donate_argnums=0, in_shardings=(st_sh, tok_sh, tok_sh),
+                   out_shardings=(st_sh, replicated))
+
+
+def place_state(state: TrainState, mesh: Mesh) -> TrainState:
+    """Put a train state on the mesh with the FSDP rule of `ttt_model.sharding`."""
+    return jax.device_put(state, state_shardings(state, mesh))
 
 
 def new_training(model_cfg: ModelConfig, tc: TrainConfig, seed: int = 0):

@@ -1,0 +1,101 @@
+"""The manifest of a token store: what was tokenized, with what, and a fingerprint of the
+result. Written with sorted keys and no timestamps, so equal input gives equal bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttt_data.errors import StoreError
+from ttt_data.tokenizer import TokenizerInfo
+
+MANIFEST_FILE = "manifest.json"
+FORMAT = "ttt-data/token-store"
+FORMAT_VERSION = 1
+
+
+def tokens_per_byte(tokens: int, raw_bytes: int) -> float:
+    """Tokens per UTF-8 byte of text, rounded so the JSON is stable across platforms."""
+    return round(tokens / raw_bytes, 6) if raw_bytes else 0.0
+
+
+def fingerprint(split_hashes: dict[str, str]) -> str:
+    """One sha256 over every split's token-array sha256, in split-name order."""
+    text = "".join(f"{name}:{split_hashes[name]}\n" for name in sorted(split_hashes))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SplitStats:
+    """Counts of one split. ``sha256`` is over its tokens as little-endian uint32 bytes."""
+
+    documents: int
+    tokens: int
+    raw_bytes: int
+    tokens_per_byte: float
+    sha256: str
+    max_token_id: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a reader needs to trust a store: tokenizer identity, counts, fingerprint."""
+
+    tokenizer: TokenizerInfo
+    dtype: str
+    chunk_tokens: int
+    val_fraction: float
+    input_files: int
+    splits: dict[str, SplitStats]
+    documents: int = 0
+    tokens: int = 0
+    raw_bytes: int = 0
+    tokens_per_byte: float = 0.0
+    fingerprint: str = ""
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def build(tokenizer: TokenizerInfo, dtype: str, chunk_tokens: int, val_fraction: float,
+              input_files: int, splits: dict[str, SplitStats]) -> Manifest:
+        """A manifest whose totals and fingerprint are derived from the per-split stats."""
+        tokens = sum(s.tokens for s in splits.values())
+        raw = sum(s.raw_bytes for s in splits.values())
+        return Manifest(
+            tokenizer=tokenizer, dtype=dtype, chunk_tokens=chunk_tokens,
+            val_fraction=val_fraction, input_files=input_files, splits=splits,
+            documents=sum(s.documents for s in splits.values()), tokens=tokens, raw_bytes=raw,
+            tokens_per_byte=tokens_per_byte(tokens, raw),
+            fingerprint=fingerprint({k: s.sha256 for k, s in splits.items()}),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2) + "\n"
+
+    @staticmethod
+    def from_json(text: str, where: str = "manifest") -> Manifest:
+        try:
+            d = json.loads(text)
+            if d.get("format") != FORMAT:
+                raise StoreError(f"{where}: format {d.get('format')!r}, expected {FORMAT!r}")
+            d["tokenizer"] = TokenizerInfo.from_dict(d["tokenizer"])
+            d["splits"] = {k: SplitStats(**v) for k, v in d["splits"].items()}
+            return Manifest(**d)
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise StoreError(f"{where}: malformed manifest ({e})") from None
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    (Path(root) / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+
+
+def read_manifest(root: str | Path) -> Manifest | None:
+    """The store's manifest, or None for a store without one (e.g. the authors' stores)."""
+    path = Path(root) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    return Manifest.from_json(path.read_text(encoding="utf-8"), where=str(path))

@@ -1,0 +1,70 @@
+"""DP + FSDP on 4 fake CPU devices computes the single-device train step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ttt_model.sharding import leaf_spec
+
+SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp
+    from conftest import tiny, random_tokens
+    from ttt_model.config import TrainConfig
+    from ttt_model.model import build_model
+    from ttt_model.sharding import MeshConfig, batch_sharding, make_mesh
+    from ttt_model.train import init_train_state, make_train_step, place_state
+
+    assert len(jax.devices()) == 4
+    cfg = tiny(num_layers=2, suffix_len=1)
+    tc = TrainConfig(train_mode="meta", total_steps=4, warmup_steps=0)
+    tokens = random_tokens(1, (1, 4, 33), cfg.vocab_size)
+
+    def run(mesh):
+        g, st = init_train_state(build_model(cfg, 0), tc)
+        if mesh is None:
+            step, tok = make_train_step(g, tc), tokens
+        else:
+            st = place_state(st, mesh)
+            step = make_train_step(g, tc, mesh=mesh, state=st)
+            tok = jax.device_put(tokens, batch_sharding(mesh))
+        losses = []
+        for _ in range(2):
+            st, m = step(st, tok, None) if mesh is not None else step(st, tok)
+            losses.append(float(m["loss"]))
+        return st, losses, step._cache_size()
+
+    s1, l1, _ = run(None)
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2))
+    s2, l2, n = run(mesh)
+    assert n == 1, n
+    assert max(abs(a - b) for a, b in zip(l1, l2)) < 1e-5, (l1, l2)
+    diff = max(float(jnp.abs(a - b).max())
+               for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)))
+    assert diff < 1e-5, diff
+    sharded = [x for x in jax.tree.leaves(s2.params) if "fsdp" in str(x.sharding.spec)]
+    assert sharded, "no parameter is FSDP-sharded"
+    print("OK", l1, l2, diff)
+""")
+
+
+def test_leaf_spec_shards_the_largest_divisible_dim():
+    assert tuple(leaf_spec((61, 32), 2)) == (None, "fsdp")
+    assert tuple(leaf_spec((64, 32), 2)) == ("fsdp", None)
+    assert tuple(leaf_spec((7, 5), 2)) == ()
+    assert tuple(leaf_spec((32,), 2)) == ()
+
+
+def test_dp_fsdp_step_equals_single_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parent)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=600)
+    if out.returncode != 0:
+        pytest.fail(out.stderr[-4000:])
+    assert "OK" in out.stdout
