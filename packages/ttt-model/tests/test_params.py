@@ -21,6 +21,8 @@ PRIME = "**.suffix_blocks.feed_forward_prime.**"
     ("suffix_blocks.1.feed_forward_prime.**", "suffix_blocks.0.feed_forward_prime.w", False),
     ("suffix_blocks.1.feed_forward_prime.**", "suffix_blocks.1.feed_forward_prime.w", True),
     ("**.*_proj.kernel", "suffix_blocks.0.attention.q_proj.kernel", True),
+    ("language_model.**.suffix_blocks.feed_forward_prime.**",
+     "suffix_blocks.1.feed_forward_prime.up_proj.kernel", True),
     ("**.*_proj.kernel", "suffix_blocks.0.attention.q_proj.bias", False),
 ])
 def test_glob_match(spec, path, expected):

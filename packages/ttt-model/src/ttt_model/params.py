@@ -4,7 +4,8 @@ A spec such as `**.suffix_blocks.feed_forward_prime.**` is matched component-wis
 `*` matches one path component (or part of one), `**` any number of components,
 zero included. Layer indices in a path are optional for the match, so the official
 spec (written for scanned, index-free blocks) selects every suffix block, while
-`suffix_blocks.2.feed_forward_prime.**` selects one.
+`suffix_blocks.2.feed_forward_prime.**` selects one. The official code's root module,
+`language_model`, may lead a spec: our parameter paths start one level below it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from flax import nnx
+
+
+OFFICIAL_ROOT = "language_model"
 
 
 def path_str(path: Sequence[object]) -> str:
@@ -33,6 +37,8 @@ def _match_parts(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
 def glob_match(spec: str, path: str) -> bool:
     """Whether dotted `path` matches glob `spec` (with or without its integer components)."""
     pattern = tuple(spec.split("."))
+    if pattern[0] == OFFICIAL_ROOT:
+        pattern = pattern[1:]
     parts = tuple(path.split("."))
     if _match_parts(pattern, parts):
         return True
