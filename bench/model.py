@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ttt_model.config import ModelConfig, TrainConfig, paper_config, tiny_config
 from ttt_model.costs import compiled_costs
+from ttt_model.inference import TTTRunner
 from ttt_model.model import Transformer
 from ttt_model.train import init_train_state, make_train_step
 
@@ -78,6 +79,24 @@ def ratios(rows: dict, seqs: list[int]) -> dict:
     return out
 
 
+def measure_prefill(size: str, lengths: list[int]) -> dict:
+    """TTT prefill of the E2E model (summed NLL): compiled temp memory at several lengths."""
+    graphdef, params = nnx.split(nnx.eval_shape(
+        lambda: Transformer(paper_config(size, "e2e"), rngs=nnx.Rngs(0))))
+
+    def prefill(params, tokens):
+        return TTTRunner(nnx.merge(graphdef, params)).prefill(tokens, per_token=False)
+
+    out = {}
+    for n in tqdm(lengths, desc=f"compile {size} prefill"):
+        c = compiled_costs(prefill, params, jax.ShapeDtypeStruct((1, n + 1), jnp.int32))
+        out[str(n)] = {"temp_bytes": c.temp_bytes, "argument_bytes": c.argument_bytes,
+                       "output_bytes": c.output_bytes, "flops": c.flops}
+        tqdm.write(f"prefill {n}: temp {c.temp_bytes / 2**30:.2f} GiB, "
+                   f"{c.flops / 1e12:.1f} TFLOP")
+    return out
+
+
 def wall_clock_tiny(steps: int) -> dict:
     """Seconds per train step of DESIGN §7's tiny config (seq 2048, batch 2), after compile."""
     out = {}
@@ -121,6 +140,8 @@ def main() -> None:
         "paper_125m": rows,
         "ratios": ratios(rows, seqs),
         "targets": {"e2e_over_fa_flops@8192": "<= 2.0", "e2e_temp_growth_8192_to_32768": "<= 4.5"},
+        "prefill_125m_e2e": measure_prefill("125m", [8192, 32768] if args.quick
+                                            else [8192, 32768, 131072, 524288]),
         "tiny_wall_clock": wall_clock_tiny(3 if args.quick else 10),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ from functools import lru_cache
 
 from flax import nnx
 
-
 OFFICIAL_ROOT = "language_model"
 
 

@@ -18,14 +18,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ttt_model.attention import KVCache, acc_dtype
-from ttt_model.losses import (
-    masked_mean,
-    scan_chunks,
-    split_window,
-    target_mask,
-    to_chunks,
-    token_nll,
-)
+from ttt_model.chunking import scan_chunks, to_chunks
+from ttt_model.losses import masked_mean, split_window, target_mask, token_nll
 from ttt_model.model import Transformer
 from ttt_model.params import path_str, spec_filter
 
