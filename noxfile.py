@@ -59,3 +59,38 @@ def bench(session: nox.Session) -> None:
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     for script in sorted((ROOT / "bench").glob("*.py")):
         session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(python="3.11")
+def parity(session: nox.Session) -> None:
+    """Logits parity at true sizes (SmolLM2-135M/360M, Qwen2.5-0.5B; random weights) of
+    ttt-import against transformers: the slow tests in packages/ttt-import/tests_slow."""
+    _install_locked(session, "ttt-import")
+    env = {"JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1"}
+    session.run("pytest", "-q", "-s", str(_package_dir("ttt-import") / "tests_slow"),
+                *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def pilot(session: nox.Session) -> None:
+    """The staged pipeline end to end, offline, on CPU: tiny Qwen2- and Llama-family HF
+    stand-ins with locally trained tokenizers, synthetic long-range corpora, the 20-stage
+    matrix at pilot budget (8/4/4 steps), held-out losses, and the ledger report."""
+    import shutil
+    import tempfile
+
+    _install_locked(session, "ttt")
+    work = ROOT / "artifacts" / "pilot"
+    for stale in ("experiments", "checkpoints"):  # assets are reused, runs are not
+        shutil.rmtree(work / stale, ignore_errors=True)
+    assets = work / "assets"
+    cache = Path(tempfile.gettempdir()) / "ttt_jax_cache"
+    env = {"JAX_PLATFORMS": "cpu"}
+    session.run("python", "-m", "ttt_cli.pilot_assets", "--out", str(assets), env=env)
+    session.run("ttt", "pipeline", "--model", "all", "--path", "all", "--budget", "pilot",
+                "--exp-folder", "pilot", "--exp-dir", str(work / "experiments"),
+                "--checkpoint-path", str(work / "checkpoints"),
+                "--dclm-root", str(assets / "corpora" / "dclm.jsonl"),
+                "--books-root", str(assets / "corpora" / "books.jsonl"),
+                "--hf-root", str(assets / "hf"), f"backend.compilation_cache_dir={cache}",
+                *session.posargs, env=env)

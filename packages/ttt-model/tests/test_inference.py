@@ -78,3 +78,13 @@ def test_prefill_of_a_full_attention_model_is_refused():
     fa = build_model(tiny(attention="full", suffix_len=0, prime=False), seed=0)
     with pytest.raises(ValueError, match="layer 0 uses full attention"):
         TTTRunner(fa, ttt=False).prefill(random_tokens(0, (1, 20), 61))
+
+
+@pytest.mark.parametrize("n", [1, 9, 16])
+def test_prompts_of_at_most_one_chunk_are_all_pending(model, tokens, n):
+    """No inner step can happen yet: prefill equals the plain forward pass."""
+    state, nll = jax.jit(TTTRunner(model).prefill)(tokens[:, :n])
+    _, swa = pretrain_loss(model, tokens[:, : n + 1])
+    assert nll.shape == (2, n - 1) and int(state.n_pending) == n
+    np.testing.assert_allclose(nll, swa["token_nll"][:, : n - 1], atol=2e-5)
+    np.testing.assert_allclose(state.seq.last_logits_V, model(tokens[:, :n])[:, -1], atol=2e-5)

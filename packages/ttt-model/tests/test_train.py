@@ -56,3 +56,11 @@ def test_lr_schedule_warms_up_then_decays_to_end_lr():
     assert float(s(10)) == pytest.approx(1e-3)
     assert float(s(60)) == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-4)
     assert float(s(110)) == pytest.approx(1e-5)
+
+
+def test_lr_schedule_with_init_lr_and_separate_decay_horizon():
+    s = lr_schedule(TrainConfig(lr=1e-3, init_lr=1e-4, end_lr=1e-5, warmup_steps=10,
+                                total_steps=20, decay_steps=110))
+    assert float(s(0)) == pytest.approx(1e-4)
+    assert float(s(60)) == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-4)
+    assert float(s(500)) == pytest.approx(1e-5)

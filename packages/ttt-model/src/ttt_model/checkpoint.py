@@ -63,8 +63,9 @@ def save_checkpoint(directory: str | Path, step: int, *, params: nnx.State,
     with _manager(directory, max_to_keep) as mngr:
         mngr.save(int(step), args=ocp.args.Composite(**items), force=True)
         mngr.wait_until_finished()
-    _write_json_atomic(directory / LATEST, {"step": int(step),
-                                            "model_config": model_cfg.to_dict()})
+    if jax.process_index() == 0:
+        _write_json_atomic(directory / LATEST, {"step": int(step),
+                                                "model_config": model_cfg.to_dict()})
     return directory / str(step)
 
 
@@ -74,7 +75,7 @@ def _leaves(tree: Any) -> dict[str, Any]:
 
 
 def _to_pure(params: nnx.State) -> dict:
-    return params.to_pure_dict() if isinstance(params, nnx.State) else params
+    return nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
 
 
 def latest_step(directory: str | Path) -> int | None:
@@ -153,7 +154,7 @@ def restore_params(directory: str | Path, target: nnx.State, step: int | None = 
         got = mngr.restore(step, args=ocp.args.Composite(
             params=ocp.args.StandardRestore(_abstract(pure))))["params"]
     out = jax.tree.map(lambda x: x, target)
-    out.replace_by_pure_dict(got)
+    nnx.replace_by_pure_dict(out, got)
     return out
 
 

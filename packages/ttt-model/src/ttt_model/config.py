@@ -231,8 +231,10 @@ class TrainConfig:
     train_mode: Literal["pretrain", "meta"] = "pretrain"
     total_steps: int = 100
     lr: float = 3e-3
+    init_lr: float = 0.0
     end_lr: float = 1e-5
     warmup_steps: int = 10
+    decay_steps: int | None = None  # warmup + cosine length; None = total_steps
     b1: float = 0.9
     b2: float = 0.95
     eps: float = 1e-8
@@ -262,6 +264,8 @@ class TrainConfig:
         need(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
         need(0 <= self.warmup_steps <= self.total_steps,
              f"warmup_steps={self.warmup_steps} must lie in [0, total_steps={self.total_steps}]")
+        need(self.decay_steps is None or self.decay_steps > self.warmup_steps,
+             f"decay_steps={self.decay_steps} must exceed warmup_steps={self.warmup_steps}")
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
         need(self.remat_every >= 1, f"remat_every must be >= 1, got {self.remat_every}")
         need(self.ilr_warmup_steps >= 0, "ilr_warmup_steps must be >= 0")

@@ -145,8 +145,11 @@ class TTTRunner:
                 return (W, new + suf, total + nll.sum(), x + 1), None
 
             zero = jnp.zeros((), acc_dtype(cfg.compute_dtype))
-            (W, caches, total, _), nll_chunks = jax.lax.scan(
-                chunk, (self.inner0, caches, zero, jnp.zeros((), jnp.int32)), None, length=n_full)
+            W, total = self.inner0, zero
+            nll_chunks = jnp.zeros((0, b), zero.dtype)
+            if n_full:  # a prompt of at most b tokens is all pending: nothing to learn yet
+                (W, caches, total, _), nll_chunks = jax.lax.scan(
+                    chunk, (W, caches, total, jnp.zeros((), jnp.int32)), None, length=n_full)
             # widen caches by b slots for decoding (empty, oldest side)
             caches = [KVCache(jnp.pad(c.k_BxSxKxD, ((0, 0), (b, 0), (0, 0), (0, 0))),
                               jnp.pad(c.v_BxSxKxD, ((0, 0), (b, 0), (0, 0), (0, 0))),

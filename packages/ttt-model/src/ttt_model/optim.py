@@ -9,10 +9,12 @@ from ttt_model.config import TrainConfig
 
 
 def lr_schedule(tc: TrainConfig) -> optax.Schedule:
-    """0 -> lr over warmup_steps, then cosine to end_lr at total_steps."""
+    """init_lr -> lr over warmup_steps, then cosine to end_lr at decay_steps (default
+    total_steps), constant end_lr after that."""
+    decay = tc.decay_steps if tc.decay_steps is not None else tc.total_steps
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=tc.lr, warmup_steps=tc.warmup_steps,
-        decay_steps=max(tc.total_steps, tc.warmup_steps + 1), end_value=tc.end_lr)
+        init_value=tc.init_lr, peak_value=tc.lr, warmup_steps=tc.warmup_steps,
+        decay_steps=max(decay, tc.warmup_steps + 1), end_value=tc.end_lr)
 
 
 def decay_mask(params):

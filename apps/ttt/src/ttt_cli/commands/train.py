@@ -1,0 +1,62 @@
+"""`ttt train`: one training stage from a Hydra-style config.
+
+    ttt train +experiment=external/qwen2_5_0_5b/pretrain-fa-scratch-8K \\
+        deploy_paths.data.dclm=/data/dclm training.exp_folder=phase1 [key=value ...]
+
+Overrides follow Hydra: `group=option` picks a config file, `a.b=c` sets a key, `+k=v`
+adds one. The resolved and unresolved configs, metrics.jsonl, train.log and the ledger
+record go to <exp_dir>/<exp_folder>/<exp_name>/; checkpoints to
+<checkpoint_path>/<exp_folder>/<exp_name>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="run one training stage (Hydra-style config + overrides)",
+        description="Run one training stage: +experiment=<name> picks an experiment file "
+                    "(configs/experiment/...), key=value overrides any key. load_part "
+                    "none|params|all as in the official TTT-E2E repo.")
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                        help="Hydra overrides, e.g. +experiment=125m/pretrain-fa-8K "
+                             "training.total_steps=100")
+    parser.add_argument("--config-dir", type=Path, action="append", default=[],
+                        metavar="DIR", help="extra config directory searched first "
+                                            "(repeatable)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config and exit without training")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ttt_cli.config import RunConfigError, compose_config
+    from ttt_cli.errors import BAD_INPUT_ERRORS
+    from ttt_cli.stage import NonFiniteLossError, run_stage
+
+    try:
+        composed = compose_config(args.overrides, args.config_dir)
+        if args.print_config:
+            import yaml
+
+            sys.stdout.write(yaml.safe_dump(composed.resolved(), sort_keys=False))
+            return 0
+        result = run_stage(composed)
+    except NonFiniteLossError as e:
+        print(f"ttt train: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except (RunConfigError, *BAD_INPUT_ERRORS) as e:
+        print(f"ttt train: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    heldout = f", held-out loss {result.heldout.loss:.4f}" if result.heldout else ""
+    train = f", train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
+    print(f"ttt train: {result.run_id} {result.status} at step {result.step}{train}{heldout}; "
+          f"run dir {result.run_dir}")
+    return 0

@@ -1,0 +1,345 @@
+"""The staged pipeline (`ttt pipeline`): seed 000 §9's 10-run matrix per model family, in
+dependency order, with the import of each family's pretrained checkpoint, per-family
+tokenization of the data roots, a manifest, and the ledger report at the end.
+
+The stage graph comes from ttt-ledger's plan (`build_stage_plan`): a stage's parent is
+the stage whose output checkpoint it loads. Each stage is one `run_stage` call on the
+experiment file `external/<family>/<config>` plus budget overrides. A stage whose
+parent failed is not attempted; a failed stage leaves every earlier checkpoint and
+ledger row as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ttt_cli.config import compose_config
+from ttt_ledger import (
+    Ledger,
+    RunRecord,
+    RunStatus,
+    build_plans,
+    build_report,
+    ledger_path,
+    render,
+    resolve_family,
+)
+from ttt_ledger.plan import CONTEXT_8K
+
+SEED_FAMILIES = ("qwen2_5_0_5b", "smollm2_360m")  # `--model all`: the runbook's families
+PATHS = ("scratch", "adapter")
+MANIFEST = "pipeline_manifest.json"
+
+
+class PipelineError(ValueError):
+    """Bad pipeline input: unknown family or path, missing data root or snapshot."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How a budget shapes every stage beyond the experiment file (the pilot's CPU scale).
+
+    `context_divisor` shrinks contexts keeping the 8K:32K ratio; window and TTT chunk are
+    the paper's (8192, 1024) divided likewise; `model_group` swaps in the tiny stand-in.
+    """
+
+    context_divisor: int = 1
+    batch_8k: int | None = None
+    batch_ext: int | None = None
+    model_group: str | None = None  # e.g. "pilot/{family}"
+    eval_batch_size: int | None = None
+    steps: bool = False  # override step budgets with the plan's
+
+    def overrides(self, record: RunRecord) -> list[str]:
+        out: list[str] = []
+        if self.model_group:
+            out.append(f"model={self.model_group.format(family=record.family)}")
+        d = self.context_divisor
+        if d != 1:
+            ctx = record.context_length // d
+            out += [f"training.seq_length={ctx}", f"model.seq_len={ctx}",
+                    f"model.sliding_window_size={8192 // d}",
+                    f"model.mini_batch_size={1024 // d}"]
+        batch = self.batch_8k if record.context_length <= CONTEXT_8K else self.batch_ext
+        if batch:
+            out.append(f"training.global_batch_size={batch}")
+        if self.eval_batch_size:
+            out.append(f"training.eval_batch_size={self.eval_batch_size}")
+        if self.steps and record.planned_steps:
+            n = record.planned_steps
+            out += [f"training.total_steps={n}", f"training.optimizer_outer.lr_decay_steps={n}",
+                    f"training.optimizer_outer.lr_warmup_steps={max(1, n // 8)}",
+                    f"training.ilr_warmup_steps={max(1, n // 4)}",
+                    f"training.save_checkpoint_freq={max(1, n // 2)}", "training.log_freq=1"]
+        return out
+
+
+SCALES = {
+    # CPU pilot: contexts 8K/32K -> 256/1024, window 256, b 32, tiny stand-in models.
+    "pilot": Scale(context_divisor=32, batch_8k=4, batch_ext=2,
+                   model_group="pilot/{family}", eval_batch_size=2, steps=True),
+    "full": Scale(),
+}
+
+
+@dataclass
+class StageOutcome:
+    run_id: str
+    family: str
+    config: str
+    input_checkpoint: str | None
+    output_checkpoint: str
+    status: str  # completed | skipped | failed | blocked
+    overrides: list[str] = field(default_factory=list)
+    wall_clock_s: float = 0.0
+    train_loss: float | None = None
+    heldout_loss: float | None = None
+    context_length: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class PipelineOptions:
+    families: Sequence[str]
+    path: str  # scratch | adapter | all
+    budget: str  # pilot | full
+    exp_folder: str
+    exp_dir: Path
+    checkpoint_path: Path
+    dclm_root: Path
+    books_root: Path
+    hf_root: Path | None = None
+    skip_existing: bool = False
+    import_parity: bool = True
+    overrides: Sequence[str] = ()
+    config_dirs: Sequence[Path] = ()
+    val_fraction: float = 0.1
+
+
+def resolve_families(model: str) -> list[str]:
+    if model == "all":
+        return list(SEED_FAMILIES)
+    return [resolve_family(m.strip()).key for m in model.split(",") if m.strip()]
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "manifest.json").is_file() or (path / "zarr.json").is_file()
+
+
+class Pipeline:
+    """Runs the plan; `echo` receives progress lines."""
+
+    def __init__(self, opts: PipelineOptions, echo: Callable[[str], None] = print) -> None:
+        if opts.path not in (*PATHS, "all"):
+            raise PipelineError(f"--path {opts.path!r}: expected scratch, adapter or all")
+        if opts.budget not in SCALES:
+            raise PipelineError(f"--budget {opts.budget!r}: expected one of {sorted(SCALES)}")
+        self.opts, self.echo = opts, echo
+        self.folder_dir = opts.exp_dir / opts.exp_folder
+        self.outcomes: list[StageOutcome] = []
+        self.imports: list[dict[str, Any]] = []
+        self.data: dict[str, dict[str, str]] = {}
+
+    # -- plan -------------------------------------------------------------------------
+    def plan(self) -> list[RunRecord]:
+        records = build_plans(self.opts.families, self.opts.exp_folder, self.opts.budget)
+        if self.opts.path != "all":
+            records = [r for r in records if r.path == self.opts.path]
+        return records
+
+    def ckpt_dir(self, name: str) -> Path:
+        return self.opts.checkpoint_path / self.opts.exp_folder / name
+
+    # -- inputs -----------------------------------------------------------------------
+    def snapshot(self, family: str) -> Path:
+        if self.opts.hf_root is None:
+            raise PipelineError(f"{family}: no --hf-root given: the family's HF snapshot "
+                                "(config.json, *.safetensors, tokenizer) is needed")
+        path = self.opts.hf_root / family
+        if not (path / "config.json").is_file():
+            raise PipelineError(f"{family}: no HF snapshot at {path} (expected "
+                                f"{path / 'config.json'})")
+        return path
+
+    def data_stores(self, family: str) -> dict[str, str]:
+        """Token stores of the family: the roots themselves if they are stores, else the
+        corpora tokenized with the family's tokenizer (once, reused on re-runs)."""
+        if family in self.data:
+            return self.data[family]
+        stores = {}
+        for name, root in (("dclm", self.opts.dclm_root), ("books3", self.opts.books_root)):
+            if not root.exists():
+                raise PipelineError(f"data root {root} ({name}) does not exist")
+            if _is_store(root):
+                stores[name] = str(root)
+                continue
+            out = self.folder_dir / "data" / family / name
+            if not _is_store(out):
+                from ttt_data.tokenization import tokenize_corpus
+
+                self.echo(f"[data] tokenizing {root} with the {family} tokenizer -> {out}")
+                tokenize_corpus(self.snapshot(family), [root], out,
+                                val_fraction=self.opts.val_fraction, progress=False)
+            stores[name] = str(out)
+        self.data[family] = stores
+        return stores
+
+    def import_base(self, family: str) -> str:
+        """The family's `import-<short>-fa-base` checkpoint (imported once, with parity)."""
+        name = f"import-{resolve_family(family).short}-fa-base"
+        out = self.ckpt_dir(name)
+        if (out / "latest.json").is_file():
+            self.imports.append({"family": family, "checkpoint": name, "status": "exists"})
+            return name
+        from ttt_import import Recipe, import_snapshot
+
+        snap = self.snapshot(family)
+        self.echo(f"[import] {snap} -> {out} (recipe fa, parity "
+                  f"{'on' if self.opts.import_parity else 'off'})")
+        t0 = time.perf_counter()
+        result = import_snapshot(snap, out, recipe=Recipe(kind="fa"),
+                                 parity=self.opts.import_parity)
+        parity = result.audit.parity or {}
+        self.imports.append({
+            "family": family, "checkpoint": name, "status": "imported", "snapshot": str(snap),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "max_abs_logit_diff": parity.get("max_abs_logit_diff"),
+            "params": result.audit.param_count})
+        self.echo(f"[import] done: {result.audit.param_count:,} parameters"
+                  + (f", parity max |Δlogit| {parity['max_abs_logit_diff']:.2e}"
+                     if "max_abs_logit_diff" in parity else ""))
+        return name
+
+    # -- stages -----------------------------------------------------------------------
+    def stage_overrides(self, record: RunRecord, stores: dict[str, str]) -> list[str]:
+        o = self.opts
+        return [f"+experiment={record.config_name}",
+                f"training.exp_folder={o.exp_folder}", f"training.exp_dir={o.exp_dir}",
+                f"training.checkpoint_path={o.checkpoint_path}",
+                f"training.run_id={record.run_id}",
+                f"training.ledger.family={record.family}",
+                f"training.ledger.path={record.path}", f"training.ledger.stage={record.stage}",
+                f"deploy_paths.data.dclm={stores['dclm']}",
+                f"deploy_paths.data.books3={stores['books3']}",
+                *SCALES[o.budget].overrides(record), *o.overrides]
+
+    def run(self) -> list[StageOutcome]:
+        from ttt_cli.stage import run_stage
+
+        records = self.plan()
+        self._check_existing(records)
+        with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
+            ledger.add_plan(records)
+        done: dict[str, str] = {}
+        total = len(records)
+        for i, record in enumerate(records, 1):
+            out = StageOutcome(record.run_id, record.family, record.config_name or "",
+                               record.checkpoint_source, record.output_checkpoint or "",
+                               "failed")
+            head = f"[{i}/{total}] {record.run_id} {record.config_name}"
+            blocked = [p for p in record.parent_run_ids if done.get(p) not in
+                       ("completed", "skipped")]
+            if blocked:
+                out.status, out.error = "blocked", f"parent {blocked[0]} did not complete"
+                self._fail_record(record, out.error)
+                self.echo(f"{head}: not run ({out.error})")
+                self._finish(out, done)
+                continue
+            if self.opts.skip_existing and self._complete(record):
+                out.status = "skipped"
+                self.echo(f"{head}: skipped (completed; checkpoint exists)")
+                self._finish(out, done)
+                continue
+            t0 = time.perf_counter()
+            try:
+                stores = self.data_stores(record.family)
+                if record.checkpoint_source and record.checkpoint_source.startswith("import-"):
+                    self.import_base(record.family)
+                out.overrides = self.stage_overrides(record, stores)
+                self.echo(f"{head}: {record.model_kind.upper()} {record.train_mode}, "
+                          f"input {record.checkpoint_source or 'fresh'} -> "
+                          f"{record.output_checkpoint}")
+                result = run_stage(compose_config(out.overrides, self.opts.config_dirs))
+                out.status = result.status
+                out.train_loss = result.train_loss
+                out.heldout_loss = result.heldout.loss if result.heldout else None
+            except Exception as e:  # one stage's failure must not lose the others
+                out.status, out.error = "failed", f"{type(e).__name__}: {e}"
+                self._fail_record(record, out.error)
+                self.echo(f"{head}: FAILED: {out.error}")
+            out.wall_clock_s = round(time.perf_counter() - t0, 2)
+            if out.status == "completed":
+                self.echo(f"{head}: done in {out.wall_clock_s:.1f} s, train loss "
+                          f"{out.train_loss:.4f}, held-out loss "
+                          f"{_fmt(out.heldout_loss)}")
+            self._finish(out, done)
+        return self.outcomes
+
+    def _finish(self, out: StageOutcome, done: dict[str, str]) -> None:
+        done[out.run_id] = out.status
+        self.outcomes.append(out)
+        self.write_manifest()
+
+    def _complete(self, record: RunRecord) -> bool:
+        with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
+            current = ledger.get_run(record.exp_folder, record.run_id)
+        return current.status is RunStatus.COMPLETED and \
+            (self.ckpt_dir(record.output_checkpoint) / "latest.json").is_file()
+
+    def _check_existing(self, records: list[RunRecord]) -> None:
+        if self.opts.skip_existing:
+            return
+        taken = [r.output_checkpoint for r in records
+                 if (self.ckpt_dir(r.output_checkpoint) / "latest.json").is_file()]
+        if taken:
+            raise PipelineError(
+                f"experiment folder {self.opts.exp_folder!r} already holds checkpoints "
+                f"{taken[:3]}{' ...' if len(taken) > 3 else ''} under "
+                f"{self.opts.checkpoint_path / self.opts.exp_folder}; pass --skip-existing "
+                "to keep completed stages and run the rest, or use a new --exp-folder")
+
+    def _fail_record(self, record: RunRecord, reason: str) -> None:
+        with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
+            current = ledger.get_run(record.exp_folder, record.run_id)
+            if current.status is not RunStatus.FAILED and \
+                    current.status is not RunStatus.COMPLETED:
+                ledger.fail_run(record.exp_folder, record.run_id, reason)
+
+    # -- outputs ----------------------------------------------------------------------
+    def write_manifest(self) -> Path:
+        o = self.opts
+        data = {"exp_folder": o.exp_folder, "budget": o.budget, "path": o.path,
+                "families": list(o.families), "exp_dir": str(o.exp_dir),
+                "checkpoint_path": str(o.checkpoint_path), "dclm_root": str(o.dclm_root),
+                "books_root": str(o.books_root),
+                "hf_root": str(o.hf_root) if o.hf_root else None,
+                "data_stores": self.data, "imports": self.imports,
+                "stages": [asdict(s) for s in self.outcomes]}
+        self.folder_dir.mkdir(parents=True, exist_ok=True)
+        path = self.folder_dir / MANIFEST
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def report(self, metric: str = "loss") -> str:
+        """The ledger report of the folder (table), also written as CSV/JSON/Markdown."""
+        with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
+            experiment = ledger.experiment(self.opts.exp_folder)
+        report = build_report(experiment, metric)
+        heldout = build_report(experiment, "heldout_loss")
+        for name, rep in (("report", report), ("report_heldout", heldout)):
+            for fmt in ("csv", "json", "md"):
+                (self.folder_dir / f"{name}.{fmt}").write_text(render(rep, fmt))
+        return render(report, "table")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+

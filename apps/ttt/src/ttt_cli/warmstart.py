@@ -1,0 +1,186 @@
+"""A stage's starting point, per `training.load_part` (DESIGN §5):
+
+- `none`: fresh weights from `model_seed`, step 0.
+- `params`: weights of another stage's checkpoint, step 0, fresh optimiser and data.
+  With `warmstart_recipe=ttt` the checkpoint may lack prime MLPs: they are added
+  (ttt-import's prime inits), every other weight is carried over by layer.
+- `all`: weights, optimiser state, data iterator state and step; training continues at
+  restore_step + 1.
+
+Every check that can fail (missing source, wrong shapes) runs before any training work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from ttt_cli.translate import RestoreSpec, RunPaths
+from ttt_ledger import RestoreStatus
+from ttt_model.checkpoint import (
+    LATEST,
+    CheckpointError,
+    read_meta,
+    read_model_config,
+    restore_opt_state,
+    restore_params,
+)
+from ttt_model.config import ModelConfig, TrainConfig
+from ttt_model.model import abstract_model, build_model
+from ttt_model.params import path_str
+from ttt_model.train import TrainState, init_train_state
+
+
+class WarmStartError(RuntimeError):
+    """The checkpoint a stage should start from is missing or does not fit the model."""
+
+
+@dataclass
+class StartPoint:
+    graphdef: nnx.GraphDef
+    state: TrainState
+    step: int  # outer steps already taken
+    status: RestoreStatus
+    source_dir: Path | None = None
+    data_state: list[dict[str, Any]] | None = None
+    tokens_seen: int = 0
+    wall_clock_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def source_dir(restore: RestoreSpec, paths: RunPaths) -> Path | None:
+    """The checkpoint directory to load, checked to hold a complete step (fail fast)."""
+    if restore.load_part == "none":
+        return None
+    directory = paths.checkpoint_dir_of(restore.source_exp_name)
+    if not (directory / LATEST).is_file():
+        what = ("this run's own checkpoints" if restore.source_exp_name == paths.exp_name
+                else f"training.resume_exp_name={restore.source_exp_name!r}")
+        raise WarmStartError(
+            f"load_part={restore.load_part}: no checkpoint for {what} at {directory} "
+            f"(expected {directory / LATEST}, written when a stage checkpoints); run the stage "
+            "that produces it first, or check training.checkpoint_path and exp_folder")
+    return directory
+
+
+def check_fresh_destination(paths: RunPaths, restore: RestoreSpec) -> None:
+    """A fresh or warm-started run must not overwrite another run's checkpoints."""
+    if restore.load_part == "all" and restore.source_exp_name == paths.exp_name:
+        return
+    if (paths.checkpoint_dir / LATEST).is_file():
+        raise WarmStartError(
+            f"{paths.checkpoint_dir} already holds checkpoints of a run named "
+            f"{paths.exp_name!r}; resume it with training.load_part=all, or pick another "
+            "training.exp_name (nothing was changed)")
+
+
+def start_point(model_cfg: ModelConfig, tc: TrainConfig, restore: RestoreSpec,
+                paths: RunPaths, seed: int) -> StartPoint:
+    """Build the train state this stage starts from (on the default device)."""
+    directory = source_dir(restore, paths)
+    check_fresh_destination(paths, restore)
+    graphdef, state = init_train_state(build_model(model_cfg, seed), tc)
+    if directory is None:
+        return StartPoint(graphdef, state, 0, RestoreStatus.fresh())
+    try:
+        if restore.load_part == "params":
+            params = _load_params(model_cfg, state.params, directory, restore, seed)
+            return StartPoint(graphdef, TrainState(params, state.opt_state, state.step), 0,
+                              RestoreStatus.params(), directory)
+        return _resume(graphdef, state, directory, restore)
+    except CheckpointError as e:
+        raise WarmStartError(f"load_part={restore.load_part} from {directory}: {e}") from e
+
+
+def _load_params(model_cfg: ModelConfig, target: nnx.State, directory: Path,
+                 restore: RestoreSpec, seed: int) -> nnx.State:
+    if restore.recipe == "ttt":
+        source_cfg = read_model_config(directory, restore.step)
+        if not source_cfg.prime:
+            return _insert_primes(model_cfg, source_cfg, target, directory, restore, seed)
+    return restore_params(directory, target, restore.step)
+
+
+def _resume(graphdef: nnx.GraphDef, state: TrainState, directory: Path,
+            restore: RestoreSpec) -> StartPoint:
+    meta = read_meta(directory, restore.step)
+    step = int(meta["step"])
+    params = restore_params(directory, state.params, step)
+    opt_state = restore_opt_state(directory, state.opt_state, step)
+    data_state = meta.get("data_state")
+    if data_state is None:
+        raise WarmStartError(f"{directory}/{step} holds no data iterator state (saved by an "
+                             "import, not by a training stage): load it with load_part=params")
+    new = TrainState(params, opt_state, jax.numpy.asarray(step, jax.numpy.int32))
+    return StartPoint(graphdef, new, step, RestoreStatus.resumed(step), directory,
+                      data_state=data_state, tokens_seen=int(meta.get("tokens_seen", 0)),
+                      wall_clock_s=float(meta.get("wall_clock_s", 0.0)))
+
+
+def _flat(state: nnx.State) -> dict[str, np.ndarray]:
+    return {path_str(p): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+
+
+def _layer_key(path: str, cfg: ModelConfig) -> str:
+    """`prefix_blocks.i` / `suffix_blocks.j` -> `layer.<global index>` (else unchanged)."""
+    parts = path.split(".")
+    if parts[0] in ("prefix_blocks", "suffix_blocks"):
+        layer = int(parts[1]) + (cfg.num_prefix_layers if parts[0] == "suffix_blocks" else 0)
+        return ".".join(["layer", str(layer), *parts[2:]])
+    return path
+
+
+def _insert_primes(target_cfg: ModelConfig, source_cfg: ModelConfig, target: nnx.State,
+                   directory: Path, restore: RestoreSpec, seed: int) -> nnx.State:
+    """Source weights carried over by layer; prime MLPs initialised by ttt-import's recipe."""
+    from ttt_import.recipes import Recipe, init_new_parameters
+
+    _, source_params = nnx.split(abstract_model(source_cfg), nnx.Param)
+    source = _flat(restore_params(directory, _zeros_like(source_params), restore.step))
+    by_layer = {_layer_key(p, source_cfg): a for p, a in source.items()}
+    target_flat = _flat(target)
+    recipe = Recipe(kind="ttt", suffix_len=target_cfg.suffix_len, prime_init=restore.prime_init,
+                    window=target_cfg.sliding_window, seed=seed)
+    carried: dict[str, np.ndarray] = {}
+    for path, want in target_flat.items():
+        if ".feed_forward_prime." in path or ".pre_prime_norm." in path \
+                or ".post_prime_norm." in path:
+            continue
+        got = by_layer.get(_layer_key(path, target_cfg))
+        if got is None:
+            raise WarmStartError(f"warmstart_recipe=ttt: {directory} has no weight for "
+                                 f"{path!r} (source model {source_cfg.name}, "
+                                 f"{source_cfg.num_layers} layers)")
+        if got.shape != want.shape:
+            raise WarmStartError(f"warmstart_recipe=ttt: {directory}: {path!r} has shape "
+                                 f"{got.shape} in the checkpoint but the model expects "
+                                 f"{want.shape}")
+        carried[path] = got.astype(want.dtype)
+    new = init_new_parameters(target_cfg, recipe, carried, np.dtype(target_cfg.param_dtype))
+    flat = {**carried, **new}
+    missing = sorted(set(target_flat) - set(flat))
+    if missing:
+        raise WarmStartError(f"warmstart_recipe=ttt: no value for {missing[:4]}")
+    out = jax.tree.map(lambda x: x, target)
+    out.replace_by_pure_dict(_nest({k: jax.numpy.asarray(v) for k, v in flat.items()}))
+    return out
+
+
+def _zeros_like(abstract: nnx.State) -> nnx.State:
+    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
+
+
+def _nest(flat: dict[str, Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for path, value in flat.items():
+        node = out
+        *parents, leaf = [int(k) if k.isdigit() else k for k in path.split(".")]
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    return out

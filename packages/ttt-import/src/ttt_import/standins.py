@@ -1,0 +1,136 @@
+"""Local stand-ins of the profiled checkpoints: random-weight HF snapshots built offline.
+
+Tests, the pilot and benchmarks cannot download the real checkpoints, so they build
+snapshots with the same family structure (GQA ratio, q/k/v biases, tying) locally:
+
+- `build_hf_snapshot`: with `transformers` (the reference implementation builds and saves
+  the model; `save_pretrained(safe_serialization=True)`), for parity tests.
+- `write_random_snapshot`: numpy only, straight to safetensors, for large stand-ins where
+  only reading speed and memory matter (benchmarks).
+
+Random weights are scaled so activations and logits are O(1) (the HF default std of 0.02
+makes every logit nearly zero, which would hide mapping errors from a parity check).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+from safetensors.numpy import save_file
+
+from ttt_import.checkpoints import param_shapes
+from ttt_import.families import get_family
+from ttt_import.profiles import get_profile, profile_model_config
+
+# Test-size versions of each profile: same family, head ratio, biases and tying; 2 layers,
+# head_dim 8, vocab 256.
+TINY: dict[str, dict[str, Any]] = {
+    "smollm2_135m": dict(num_attention_heads=9, num_key_value_heads=3),
+    "smollm2_360m": dict(num_attention_heads=15, num_key_value_heads=5),
+    "qwen2_5_0_5b": dict(num_attention_heads=14, num_key_value_heads=2),
+    "qwen2_5_1_5b": dict(num_attention_heads=12, num_key_value_heads=2),
+}
+
+
+def tiny_hf_config(key: str, **overrides: Any) -> dict[str, Any]:
+    """config.json fields of a tiny model shaped like profile `key`."""
+    profile = get_profile(key)
+    heads = TINY[key]["num_attention_heads"]
+    cfg = {
+        "model_type": profile.model_type,
+        "vocab_size": 256,
+        "hidden_size": heads * 8,
+        "intermediate_size": heads * 8 * 2 + 16,
+        "num_hidden_layers": 2,
+        **TINY[key],
+        "head_dim": 8,
+        "rope_theta": profile.rope_theta,
+        "rms_norm_eps": profile.rms_norm_eps,
+        "tie_word_embeddings": profile.tie_embeddings,
+        "max_position_embeddings": 4096,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def true_size_hf_config(key: str) -> dict[str, Any]:
+    """config.json fields of profile `key` at its true size (DESIGN §4 facts)."""
+    profile = get_profile(key)
+    hf = get_family(profile.model_type).config_to_hf(profile_model_config(profile))
+    hf["max_position_embeddings"] = 32768 if profile.model_type == "qwen2" else 8192
+    return hf
+
+
+def _torch_config(hf: dict[str, Any]):
+    import transformers
+
+    kw = {k: v for k, v in hf.items() if k not in ("model_type", "architectures",
+                                                      "torch_dtype")}
+    cls = transformers.CONFIG_MAPPING[hf["model_type"]]
+    return cls(**kw)
+
+
+def build_hf_snapshot(directory: str | Path, hf: dict[str, Any], *, seed: int = 0,
+                      dtype: str = "float32", max_shard_size: str | None = None) -> Path:
+    """Build the HF model `hf` describes with transformers, randomise its weights to O(1)
+    activations, and `save_pretrained` it (safetensors) into `directory`."""
+    import torch
+    import transformers
+
+    config = _torch_config(hf)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    gen = torch.Generator().manual_seed(seed)
+    embed_std = 3.0 / math.sqrt(config.hidden_size)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed_tokens" in name or name == "lm_head.weight":
+                p.copy_(torch.randn(p.shape, generator=gen) * embed_std)
+            elif name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            else:  # [out, in] linear weights
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
+    model = model.to(getattr(torch, dtype))
+    directory = Path(directory)
+    kw = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(directory, safe_serialization=True, **kw)
+    return directory
+
+
+def write_random_snapshot(directory: str | Path, hf: dict[str, Any], *, seed: int = 0,
+                          dtype: str = "bfloat16") -> Path:
+    """A single-file safetensors snapshot of random weights for config `hf`, written with
+    numpy only (tensor names and shapes from the family key map)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    family = get_family(hf["model_type"])
+    cfg = family.config_from_hf(hf, "config.json")
+    shapes = param_shapes(cfg)
+    np_dtype = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    tensors: dict[str, np.ndarray] = {}
+    for link in family.links(cfg):
+        shape = tuple(shapes[link.ours].shape)
+        shape = shape[::-1] if link.transpose else shape
+        if link.hf.endswith("norm.weight"):
+            x = 1.0 + 0.1 * rng.standard_normal(shape, np.float32)
+        elif link.hf.endswith(".bias"):
+            x = 0.1 * rng.standard_normal(shape, np.float32)
+        elif "embed_tokens" in link.hf or link.hf == "lm_head.weight":
+            x = rng.standard_normal(shape, np.float32) * (3.0 / math.sqrt(cfg.hidden_size))
+        else:
+            x = rng.standard_normal(shape, np.float32) / math.sqrt(shape[1])
+        tensors[link.hf] = x.astype(np_dtype)
+        del x
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps({**hf, "torch_dtype": dtype}, indent=2))
+    return directory
