@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from ttt_cli.translate import RestoreSpec, RunPaths
+from ttt_import.checkpoints import nest
 from ttt_ledger import RestoreStatus
 from ttt_model.checkpoint import (
     LATEST,
@@ -167,20 +168,9 @@ def _insert_primes(target_cfg: ModelConfig, source_cfg: ModelConfig, target: nnx
     if missing:
         raise WarmStartError(f"warmstart_recipe=ttt: no value for {missing[:4]}")
     out = jax.tree.map(lambda x: x, target)
-    out.replace_by_pure_dict(_nest({k: jax.numpy.asarray(v) for k, v in flat.items()}))
+    nnx.replace_by_pure_dict(out, nest({k: jax.numpy.asarray(v) for k, v in flat.items()}))
     return out
 
 
 def _zeros_like(abstract: nnx.State) -> nnx.State:
     return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
-
-
-def _nest(flat: dict[str, Any]) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for path, value in flat.items():
-        node = out
-        *parents, leaf = [int(k) if k.isdigit() else k for k in path.split(".")]
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[leaf] = value
-    return out
