@@ -264,8 +264,9 @@ class TrainConfig:
         need(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
         need(0 <= self.warmup_steps <= self.total_steps,
              f"warmup_steps={self.warmup_steps} must lie in [0, total_steps={self.total_steps}]")
-        need(self.decay_steps is None or self.decay_steps > self.warmup_steps,
-             f"decay_steps={self.decay_steps} must exceed warmup_steps={self.warmup_steps}")
+        need(self.decay_steps is None or self.decay_steps >= self.warmup_steps,
+             f"decay_steps={self.decay_steps} must be at least warmup_steps="
+             f"{self.warmup_steps} (equal: no cosine phase)")
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
         need(self.remat_every >= 1, f"remat_every must be >= 1, got {self.remat_every}")
         need(self.ilr_warmup_steps >= 0, "ilr_warmup_steps must be >= 0")
