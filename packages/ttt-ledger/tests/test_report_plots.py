@@ -149,3 +149,19 @@ def test_frontier_and_binning_helpers():
                                                                        (4, 1.5)]
     xs, ys = binned([1.0, 3.0, 5.0, 7.0, 9.0, 11.0], 3)
     assert ys == [2.0, 6.0, 10.0] and xs == [1.5, 3.5, 5.5]
+
+
+@pytest.mark.parametrize("seconds, text", [(3.24, "3.2 s"), (59.9, "59.9 s"), (90, "1.5 min"),
+                                           (3600 * 12.4149, "12.41 h")])
+def test_durations_keep_a_readable_unit(seconds, text):
+    from ttt_ledger.report import fmt_duration
+
+    assert fmt_duration(seconds) == text
+
+
+@pytest.mark.parametrize("hours, text", [(0.0, "0.00"), (0.000482, "0.00048"), (0.35, "0.35"),
+                                         (12.44, "12.4"), (1204.0, "1,204.0")])
+def test_device_hours_of_a_cpu_pilot_are_not_rounded_to_zero(hours, text):
+    from ttt_ledger.report import fmt_hours
+
+    assert fmt_hours(hours) == text

@@ -7,9 +7,14 @@ snapshots with the same family structure (GQA ratio, q/k/v biases, tying) locall
   the model; `save_pretrained(safe_serialization=True)`), for parity tests.
 - `write_random_snapshot`: numpy only, straight to safetensors, for large stand-ins where
   only reading speed and memory matter (benchmarks).
+- `pretrain_hf_snapshot`: a miniature "public checkpoint" for the pilot's warm-start
+  path: HF's own initialisation, trained by `transformers` (PyTorch) on a token array, so
+  the weights we import already model the data as a real pretrained model would.
 
 Random weights are scaled so activations and logits are O(1) (the HF default std of 0.02
 makes every logit nearly zero, which would hide mapping errors from a parity check).
+Random weights model nothing, so warm-starting from them says nothing about warm starts:
+that is what the pretrained stand-in is for.
 """
 
 from __future__ import annotations
@@ -134,3 +139,55 @@ def write_random_snapshot(directory: str | Path, hf: dict[str, Any], *, seed: in
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps({**hf, "torch_dtype": dtype}, indent=2))
     return directory
+
+
+def pretrain_hf_snapshot(directory: str | Path, hf: dict[str, Any], tokens: np.ndarray, *,
+                         steps: int, seq_len: int, batch_size: int, lr: float = 3e-3,
+                         warmup_steps: int = 10, seed: int = 0,
+                         progress: bool = True) -> list[float]:
+    """Train the HF model `hf` describes (HF initialisation) as a causal LM on random
+    windows of `tokens` with AdamW, warmup then cosine, and `save_pretrained` it into
+    `directory`; returns the per-step training losses."""
+    import torch
+    import transformers
+    from tqdm.auto import tqdm
+
+    ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+    if ids.ndim != 1 or ids.numel() < seq_len + 1:
+        raise ValueError(f"pretraining a stand-in needs a flat token array of at least "
+                         f"seq_len+1={seq_len + 1} tokens; got shape {tuple(ids.shape)}")
+    if int(ids.max()) >= hf["vocab_size"]:
+        raise ValueError(f"token id {int(ids.max())} >= the stand-in's vocab_size "
+                         f"{hf['vocab_size']}")
+    if not 0 <= warmup_steps < steps:
+        raise ValueError(f"warmup_steps={warmup_steps} must lie in [0, steps={steps})")
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(_torch_config(hf))
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup_steps) / (steps - warmup_steps)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=f"pretrain {hf['model_type']} stand-in", disable=not progress)
+    for _ in bar:
+        starts = torch.randint(0, ids.numel() - seq_len, (batch_size,), generator=gen)
+        batch_BxT = torch.stack([ids[s:s + seq_len] for s in starts.tolist()])
+        loss = model(input_ids=batch_BxT, labels=batch_BxT).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"stand-in pretraining diverged at step {len(losses) + 1}: "
+                                     f"loss {loss.item()}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.save_pretrained(Path(directory), safe_serialization=True)
+    return losses

@@ -100,12 +100,33 @@ def fmt_num(x: float | None, digits: int = 3, *, signed: bool = False,
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
+def fmt_duration(seconds: float | None, missing: str = "-") -> str:
+    """Wall-clock in the unit that keeps it readable: 42.0 s, 3.5 min, 12.41 h."""
+    if seconds is None:
+        return missing
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def fmt_hours(hours: float | None, missing: str = "-") -> str:
+    """Device-hours with two significant digits below 0.01 h, so a CPU pilot's cost is not
+    rounded to zero: 0.00048, 0.35, 12.4, 1,204.0."""
+    if hours is None:
+        return missing
+    if hours == 0 or hours >= 0.01:
+        return f"{hours:,.1f}" if hours >= 10 else f"{hours:.2f}"
+    return f"{hours:.2g}"
+
+
 def fmt_axis_value(axis: str, x: float | None, missing: str = "-") -> str:
     if axis == "tokens":
         return fmt_count(x, missing)
     if axis == "wall_clock_s":
-        return missing if x is None else f"{x / 3600:.2f} h"
-    return missing if x is None else f"{x:.2f} GPU-h"
+        return fmt_duration(x, missing)
+    return missing if x is None else f"{fmt_hours(x)} device-h"
 
 
 def _status(record: RunRecord) -> str:
@@ -136,7 +157,7 @@ def render_table(report: LedgerReport) -> str:
     deltas = _by_run(report)
     m = report.metric
     headers = ["run", "path", "stage", "model", "ctx", "restore", "status", "steps",
-               "tokens", "cum tokens", "cum wall h", "cum GPU-h", m, f"best {m}",
+               "tokens", "cum tokens", "cum wall", "cum device-h", m, f"best {m}",
                "d vs FA", "d vs E2E"]
     right = [False] * 7 + [True] * 9
     rows = []
@@ -146,8 +167,8 @@ def render_table(report: LedgerReport) -> str:
             else str(r.steps_completed)
         rows.append([r.run_id, r.path, r.stage, r.model_kind, fmt_context(r.context_length),
                      r.restore.label, _status(r), steps, fmt_count(r.tokens_seen),
-                     fmt_count(d.budget.tokens), f"{d.budget.wall_clock_s / 3600:.2f}",
-                     f"{d.budget.device_hours:.2f}", fmt_num(d.value, 4),
+                     fmt_count(d.budget.tokens), fmt_duration(d.budget.wall_clock_s),
+                     fmt_hours(d.budget.device_hours), fmt_num(d.value, 4),
                      fmt_num(r.best_metrics.get(m), 4),
                      fmt_num(d.delta_vs_fa, 4, signed=True),
                      fmt_num(d.delta_vs_scratch_e2e, 4, signed=True)])
@@ -293,13 +314,13 @@ def render_markdown(report: LedgerReport) -> str:
         rows.append([r.run_id, r.path, r.stage, r.model_kind.upper(),
                      fmt_context(r.context_length), r.restore.label,
                      str(r.steps_completed), fmt_count(d.budget.tokens, dash),
-                     f"{d.budget.device_hours:.2f}", fmt_num(d.value, 3, missing=dash),
+                     fmt_hours(d.budget.device_hours), fmt_num(d.value, 3, missing=dash),
                      fmt_num(d.delta_vs_fa, 3, signed=True, missing=dash),
                      fmt_num(d.delta_vs_scratch_e2e, 3, signed=True, missing=dash),
                      _status(r)])
     parts = [f"### Runs: `{report.exp_folder}`", "",
              _md_table(["Run", "Path", "Stage", "Model", "Ctx", "Restore", "Steps",
-                        "Tokens (cum.)", "GPU-h (cum.)", m, f"Δ{m} vs FA",
+                        "Tokens (cum.)", "Device-h (cum.)", m, f"Δ{m} vs FA",
                         f"Δ{m} vs E2E scratch", "Status"], rows,
                        [False] * 5 + [False] + [True] * 6 + [False]),
              "",
