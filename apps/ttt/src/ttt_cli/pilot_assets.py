@@ -64,6 +64,7 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
     """HF snapshot of the family's stand-in: tokenizer first (its vocab is the model's),
     then the model pretrained on the web corpus. Rebuilt when its recipe changes."""
     from ttt_data.bpe import train_bpe_tokenizer
+    from ttt_data.corpus import iter_documents
     from ttt_data.tokenizer import describe_tokenizer, encode_documents, load_tokenizer
     from ttt_import.families import get_family
     from ttt_import.standins import pretrain_hf_snapshot
@@ -73,7 +74,6 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
     marker = target / "standin.json"
     if marker.is_file() and json.loads(marker.read_text()).get("recipe") == recipe:
         return target
-    shutil.rmtree(target, ignore_errors=True)
     cfg = pilot_model_config(family)
     staging = out / "hf" / f".{family}.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -86,7 +86,7 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
                          f"{info.bos_id}/{info.eos_id}; configs/model/pilot/{family}.yaml "
                          f"says {cfg.vocab_size}, {cfg.bos_token_id}/{cfg.eos_token_id}")
     hf = get_family(HF_MODEL_TYPE[family]).config_to_hf(cfg)
-    texts = [json.loads(line)["text"] for line in corpora["web"].read_text().splitlines()]
+    texts = [doc.text for doc in iter_documents([corpora["web"]])]
     tokens, _ = encode_documents(load_tokenizer(tok_dir), info, texts)
     losses = pretrain_hf_snapshot(staging / "model", hf, tokens, seed=seed, **STANDIN_PRETRAIN)
     print(f"[assets] {family}: stand-in pretrained on {tokens.size:,} web tokens, "
@@ -99,6 +99,7 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
     (staging / "standin.json").write_text(json.dumps(
         {"recipe": recipe, "pretrain_losses": losses, "web_tokens": int(tokens.size)},
         indent=2))
+    shutil.rmtree(target, ignore_errors=True)  # a stand-in of an older recipe, if any
     staging.rename(target)
     return target
 
