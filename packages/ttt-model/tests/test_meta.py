@@ -62,7 +62,7 @@ def test_inner_step_helps_a_repeated_copy_of_a_chunk(model):
 
 def test_bos_targets_are_not_counted(model):
     tokens = random_tokens(4, (2, 33), 61).at[:, 10].set(0).at[1, 20].set(0)
-    loss, aux = meta_loss(model, tokens, inner_lr=1.0)
+    loss, aux = meta_loss(model, tokens, inner_lr=1.0, average="token")
     assert int(aux["n_tokens"]) == 2 * 32 - 3
     nll = np.asarray(aux["token_nll"])
     keep = np.asarray(tokens[:, 1:]) != 0
@@ -144,3 +144,15 @@ def test_bfloat16_compute_tracks_float32():
     l16, aux = meta_loss(build_model(tiny(compute_dtype="bfloat16"), seed=4), tokens)
     assert aux["token_nll"].dtype == jnp.float32
     assert abs(float(l16) - float(l32)) < 0.05 * float(l32)
+
+
+def test_a_fully_masked_chunk_keeps_the_meta_gradient_finite(model):
+    """Packed data masks whole chunks (a document ends early): the inner gradient of such a
+    chunk is 0, and the clip's norm must not turn that into a NaN outer gradient."""
+    tokens = random_tokens(7, (2, 33), 61)
+    mask = jnp.ones((2, 32), bool).at[1, 16:].set(False)
+    graphdef, params = nnx.split(model)
+    g = jax.grad(lambda p: meta_loss(nnx.merge(graphdef, p), tokens, mask)[0])(params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
+    _, aux = meta_loss(model, tokens, mask)
+    assert int(aux["n_tokens"]) == 2 * 32 - 16

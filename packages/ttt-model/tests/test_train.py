@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
 from conftest import random_tokens, tiny
+from precision import assert_trees_close, gamma
 from ttt_model.config import TrainConfig
 from ttt_model.model import build_model
 from ttt_model.optim import lr_schedule
-from ttt_model.train import init_train_state, make_train_step
+from ttt_model.train import init_train_state, loss_fn_for, make_batch_grads, make_train_step
 
 
 @pytest.mark.parametrize("mode", ["pretrain", "meta"])
@@ -33,20 +37,66 @@ def test_steps_lower_the_loss_and_compile_once(mode):
         assert float(m["inner_lr"]) == pytest.approx(1.0)
 
 
-def test_gradient_accumulation_equals_the_full_batch():
+def _uneven_batch(cfg, B: int = 4, T: int = 32):
+    """B windows with BOS targets and masked spans spread unevenly over sequences and chunks,
+    so that every weighting of chunks, sequences and tokens gives a different loss."""
+    tokens = np.array(random_tokens(1, (B, T + 1), cfg.vocab_size))
+    bos = cfg.bos_token_id
+    tokens[0, [3, 4, 5, 9]] = bos          # 4 BOS targets in sequence 0, chunk 0
+    tokens[2, 30] = bos                    # 1 in sequence 2, chunk 1
+    mask = np.ones((B, T), bool)
+    mask[1, 16:29] = False                 # a document boundary: most of chunk 1 masked
+    mask[3, :7] = False
+    return jnp.asarray(tokens), jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("mode", ["pretrain", "meta"])
+@pytest.mark.parametrize("average", ["chunk", "token"])
+def test_gradient_accumulation_equals_the_full_batch(mode, average):
+    """What accumulation must preserve: the batch loss, its gradient, and so any update
+    rule's step. (Parameters after an AdamW step are not compared: Adam divides by sqrt(v),
+    which turns fp32 rounding of near-zero gradients into lr-sized differences.)"""
     cfg = tiny(num_layers=2, suffix_len=1)
-    tokens = random_tokens(1, (2, 33), cfg.vocab_size)
+    tokens_BxT1, mask_BxT = _uneven_batch(cfg)
+    B, T = mask_BxT.shape
+    params = nnx.state(build_model(cfg, 0), nnx.Param)
+    graphdef = nnx.graphdef(build_model(cfg, 0))
     out = {}
-    for accum in (1, 2):
-        tc = TrainConfig(train_mode="meta", total_steps=4, warmup_steps=0, grad_accum=accum)
-        graphdef, state = init_train_state(build_model(cfg, 0), tc)
-        state, m = make_train_step(graphdef, tc)(state, tokens.reshape(accum, 2 // accum, 33))
-        out[accum] = (m, state.params)
-    (m1, p1), (m2, p2) = out[1], out[2]
-    np.testing.assert_allclose(m2["loss"], m1["loss"], rtol=1e-6)
-    np.testing.assert_allclose(m2["grad_norm"], m1["grad_norm"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
-        np.testing.assert_allclose(b, a, atol=1e-6)
+    for accum in (1, 4):
+        tc = TrainConfig(train_mode=mode, grad_accum=accum, loss_average=average)
+        grads = jax.jit(make_batch_grads(graphdef, tc))
+        loss, g, aux = grads(params, tokens_BxT1.reshape(accum, B // accum, T + 1),
+                             mask_BxT.reshape(accum, B // accum, T), 0)
+        out[accum] = (loss, g)
+        assert int(aux["n_tokens"]) == int(mask_BxT.sum()) - 5
+    # the reference: the loss of the whole batch, differentiated in one go
+    tc = TrainConfig(train_mode=mode, loss_average=average)
+    ref_loss, ref_g = jax.jit(jax.value_and_grad(
+        lambda p: loss_fn_for(tc)(nnx.merge(graphdef, p), tokens_BxT1, mask_BxT, 0)[0]))(params)
+    terms = B * T * max(cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size)
+    lr = 0.1
+    for accum, (loss, g) in out.items():
+        np.testing.assert_allclose(loss, ref_loss, rtol=gamma(B * T))
+        assert_trees_close(g, ref_g, terms=terms, what=f"grad accum={accum} ")
+        sgd = jax.tree.map(lambda p, d: p - lr * d, params, g)
+        sgd_ref = jax.tree.map(lambda p, d: p - lr * d, params, ref_g)
+        assert_trees_close(jax.tree.map(lambda a, b: (a - b) / lr, sgd, params),
+                           jax.tree.map(lambda a, b: (a - b) / lr, sgd_ref, params),
+                           terms=terms, what=f"SGD step accum={accum} ")
+
+
+def test_train_step_uses_the_accumulated_gradient():
+    """The compiled step reports the accumulated loss and the norm of its gradient."""
+    cfg = tiny(num_layers=2, suffix_len=1)
+    tokens_BxT1, mask_BxT = _uneven_batch(cfg)
+    tc = TrainConfig(train_mode="meta", total_steps=4, warmup_steps=0, grad_accum=2)
+    graphdef, state = init_train_state(build_model(cfg, 0), tc)
+    loss, g, _ = jax.jit(make_batch_grads(graphdef, tc))(
+        state.params, tokens_BxT1.reshape(2, 2, -1), mask_BxT.reshape(2, 2, -1), 0)
+    _, m = make_train_step(graphdef, tc)(state, tokens_BxT1.reshape(2, 2, -1),
+                                          mask_BxT.reshape(2, 2, -1))
+    np.testing.assert_allclose(m["loss"], loss, rtol=gamma(64))
+    np.testing.assert_allclose(m["grad_norm"], optax.tree.norm(g), rtol=gamma(64))
 
 
 def test_lr_schedule_warms_up_then_decays_to_end_lr():

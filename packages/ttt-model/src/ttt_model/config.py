@@ -220,6 +220,9 @@ def tiny_config(variant: Literal["fa", "swa", "e2e"] = "fa", **overrides: Any) -
     return ModelConfig(**base)
 
 
+LOSS_AVERAGES = ("chunk", "token")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Outer-loop (and inner-loop) optimisation settings for one training stage.
@@ -250,6 +253,11 @@ class TrainConfig:
     remat_every: int = 1
     # pretrain mode: run sliding attention chunk by chunk with the carried cache
     chunked_swa: bool = False
+    # how the outer loss averages per-token NLL: "chunk" (the official convention: each
+    # chunk's masked mean, the mean over a sequence's chunks, then the mean over sequences;
+    # in pretrain mode, each sequence's masked mean, then the mean over sequences) or
+    # "token" (one masked mean over every counted target of the batch)
+    loss_average: Literal["chunk", "token"] = "chunk"
 
     def __post_init__(self) -> None:
         if isinstance(self.spec_inner, str):
@@ -270,6 +278,8 @@ class TrainConfig:
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
         need(self.remat_every >= 1, f"remat_every must be >= 1, got {self.remat_every}")
         need(self.ilr_warmup_steps >= 0, "ilr_warmup_steps must be >= 0")
+        need(self.loss_average in LOSS_AVERAGES,
+             f"loss_average must be one of {list(LOSS_AVERAGES)}, got {self.loss_average!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -1,8 +1,16 @@
 """Next-token losses shared by every train mode: per-token NLL, BOS masking, pretrain loss.
 
 Losses take a window of T+1 tokens (inputs = [:T], targets = [1:]) and return
-`(loss, aux)` where aux holds the per-token NLL [B, T] and the number of counted targets.
-The loss is the mean NLL over counted targets (targets equal to BOS are not counted).
+`(loss, aux)` where aux holds the per-token NLL [B, T] and the number of counted targets
+(targets equal to BOS, or outside the loss mask, are not counted).
+
+How the batch loss averages per-token NLL (`average`):
+- "chunk" (the official convention): each group's masked mean NLL — a group is a chunk of
+  b tokens in the meta loss, a whole sequence in the pretrain loss — then the mean over a
+  sequence's groups, then the mean over sequences. A group with no counted target adds 0.
+- "token": one masked mean over every counted target of the batch.
+The two agree when every group counts the same number of targets; they weigh groups
+differently when masks are uneven (document boundaries in packed data).
 """
 
 from __future__ import annotations
@@ -41,6 +49,25 @@ def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
+def average_nll(nll_BxT: jax.Array, mask_BxT: jax.Array, average: str,
+                group: int | None = None) -> jax.Array:
+    """The batch loss from per-token NLL and the counted-target mask (see module doc).
+
+    `group` is the length of the averaging groups for "chunk" (None: whole sequences).
+    """
+    if average == "token":
+        return masked_mean(nll_BxT, mask_BxT)
+    if average != "chunk":
+        raise ValueError(f"average must be 'chunk' or 'token', got {average!r}")
+    B, T = nll_BxT.shape
+    g = T if group is None else group
+    if T % g:
+        raise ValueError(f"sequence length {T} is not a multiple of the group length {g}")
+    nll_BxNxg = (nll_BxT * mask_BxT).reshape(B, T // g, g)
+    n_BxN = jnp.sum(mask_BxT.reshape(B, T // g, g), axis=-1)
+    return jnp.mean(jnp.sum(nll_BxNxg, axis=-1) / jnp.maximum(n_BxN, 1.0))
+
+
 def head_nll(model: Transformer, h_BxTxD: jax.Array, targets_BxT: jax.Array,
              block: int) -> jax.Array:
     """Per-token NLL from final hidden states, `block` positions at a time.
@@ -66,7 +93,8 @@ def head_nll(model: Transformer, h_BxTxD: jax.Array, targets_BxT: jax.Array,
 
 def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
                   loss_mask_BxT: jax.Array | None = None, *, chunked: bool = False,
-                  remat_every: int = 1) -> tuple[jax.Array, dict[str, Any]]:
+                  remat_every: int = 1, average: str = "chunk"
+                  ) -> tuple[jax.Array, dict[str, Any]]:
     """Plain next-token loss (FA and SWA baselines).
 
     With `chunked`, every block runs chunk by chunk (b = mini_batch_size) over a carried
@@ -81,7 +109,7 @@ def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
         for blk in model.blocks:
             h = blk(h)
         nll = head_nll(model, h, targets, model.cfg.mini_batch_size)
-    return masked_mean(nll, mask), {"token_nll": nll, "n_tokens": jnp.sum(mask)}
+    return average_nll(nll, mask, average), {"token_nll": nll, "n_tokens": jnp.sum(mask)}
 
 
 def _chunked_nll(model: Transformer, inputs_BxT: jax.Array, targets_BxT: jax.Array,

@@ -2,7 +2,9 @@
 
 The step is a pure function of (TrainState, batch) -> (TrainState, metrics). Gradient
 accumulation scans over the leading micro-batch axis of the batch inside the one compiled
-program, so its cost does not depend on how the batch is split.
+program, so its cost does not depend on how the batch is split, and it weighs micro-batches
+so that the accumulated loss and gradient are those of the whole batch: equally under
+`loss_average="chunk"` (a mean over sequences), by counted targets under "token".
 """
 
 from __future__ import annotations
@@ -41,13 +43,52 @@ def loss_fn_for(tc: TrainConfig) -> Callable[..., tuple[jax.Array, dict[str, Any
     if tc.train_mode == "pretrain":
         def loss(model, tokens, mask, step):
             return pretrain_loss(model, tokens, mask, chunked=tc.chunked_swa,
-                                 remat_every=tc.remat_every)
+                                 remat_every=tc.remat_every, average=tc.loss_average)
     else:
         def loss(model, tokens, mask, step):
             ilr = inner_lr_at(step, tc.inner_lr, tc.ilr_init, tc.ilr_warmup_steps)
             return meta_loss(model, tokens, mask, inner_lr=ilr, inner_clip=tc.inner_clip,
-                             spec=tc.spec_inner, remat_every=tc.remat_every)
+                             spec=tc.spec_inner, remat_every=tc.remat_every,
+                             average=tc.loss_average)
     return loss
+
+
+def make_batch_grads(graphdef: nnx.GraphDef, tc: TrainConfig):
+    """grads(params, tokens_AxBxT1, loss_mask_AxBxT, step) -> (loss, grads, aux).
+
+    The loss and gradient of the whole batch of A micro-batches, accumulated one
+    micro-batch at a time inside one program. aux holds the batch's mean per-position NLL
+    [T] and its number of counted targets.
+    """
+    loss_fn = loss_fn_for(tc)
+
+    def micro_loss(params, tokens, mask, step):
+        return loss_fn(nnx.merge(graphdef, params), tokens, mask, step)
+
+    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+
+    def batch_grads(params, tokens_AxBxT1: jax.Array, masks_AxBxT: jax.Array, step):
+        A, T = tokens_AxBxT1.shape[0], tokens_AxBxT1.shape[-1] - 1
+
+        def accumulate(carry, batch):
+            g_sum, loss_sum, nll_sum, n_sum = carry
+            tokens, mask = batch
+            (loss, aux), g = grad_fn(params, tokens, mask, step)
+            n = aux["n_tokens"]
+            w = n if tc.loss_average == "token" else 1.0  # the micro-batch's weight
+            g_sum = jax.tree.map(lambda a, b: a + w * b, g_sum, g)
+            nll_T = jnp.mean(aux["token_nll"], axis=0)
+            return (g_sum, loss_sum + w * loss, nll_sum + nll_T, n_sum + n), None
+
+        init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros(()), jnp.zeros((T,)),
+                jnp.zeros(()))
+        (g_sum, loss_sum, nll_sum, n_sum), _ = jax.lax.scan(
+            accumulate, init, (tokens_AxBxT1, masks_AxBxT))
+        total = jnp.maximum(n_sum, 1.0) if tc.loss_average == "token" else A
+        grads = jax.tree.map(lambda g: g / total, g_sum)
+        return loss_sum / total, grads, {"token_nll": nll_sum / A, "n_tokens": n_sum}
+
+    return batch_grads
 
 
 def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True,
@@ -61,12 +102,7 @@ def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True
     """
     optimizer = make_optimizer(tc)
     schedule = lr_schedule(tc)
-    loss_fn = loss_fn_for(tc)
-
-    def micro_loss(params, tokens, mask, step):
-        return loss_fn(nnx.merge(graphdef, params), tokens, mask, step)
-
-    grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+    batch_grads = make_batch_grads(graphdef, tc)
 
     def step_fn(state: TrainState, tokens_AxBxT1: jax.Array,
                 loss_mask_AxBxT: jax.Array | None = None):
@@ -76,32 +112,16 @@ def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True
                              f"{tc.grad_accum}")
         masks = (jnp.ones(tokens_AxBxT1[:, :, 1:].shape, bool) if loss_mask_AxBxT is None
                  else loss_mask_AxBxT)
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
-
-        def accumulate(carry, batch):
-            g_sum, loss_sum, nll_sum, n_sum = carry
-            tokens, mask = batch
-            (loss, aux), g = grad_fn(state.params, tokens, mask, state.step)
-            g_sum = jax.tree.map(jnp.add, g_sum, g)
-            nll_T = jnp.mean(aux["token_nll"], axis=0)
-            return (g_sum, loss_sum + loss, nll_sum + nll_T, n_sum + aux["n_tokens"]), None
-
-        T = tokens_AxBxT1.shape[-1] - 1
-        init = (zeros, jnp.zeros(()), jnp.zeros((T,)), jnp.zeros(()))
-        (g_sum, loss_sum, nll_sum, n_sum), _ = jax.lax.scan(
-            accumulate, init, (tokens_AxBxT1, masks))
-        grads = jax.tree.map(lambda g: g / A, g_sum)
-        grad_norm = optax.tree.norm(grads)
+        loss, grads, aux = batch_grads(state.params, tokens_AxBxT1, masks, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {
-            "loss": loss_sum / A,
-            "grad_norm": grad_norm,
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
             "lr": schedule(state.step),
             "inner_lr": inner_lr_at(state.step, tc.inner_lr, tc.ilr_init, tc.ilr_warmup_steps)
             if tc.train_mode == "meta" else jnp.zeros(()),
-            "token_nll": nll_sum / A,
-            "n_tokens": n_sum,
+            **aux,
         }
         return TrainState(params, opt_state, state.step + 1), metrics
 

@@ -19,7 +19,7 @@ from flax import nnx
 
 from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.chunking import scan_chunks, to_chunks
-from ttt_model.losses import masked_mean, split_window, target_mask, token_nll
+from ttt_model.losses import average_nll, masked_mean, split_window, target_mask, token_nll
 from ttt_model.model import Transformer
 from ttt_model.params import path_str, spec_filter
 
@@ -43,8 +43,16 @@ def split_inner(model: Transformer, spec: Sequence[str]):
 
 
 def clip_by_global_norm(tree: Any, max_norm: float) -> Any:
-    norm = jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(acc_dtype(x.dtype))))
-                        for x in jax.tree.leaves(tree)))
+    """Scale `tree` to global norm <= max_norm; differentiable at a zero gradient.
+
+    A chunk whose targets are all masked (document padding) has a zero inner gradient;
+    d sqrt(x)/dx is infinite at 0, so the norm is taken through a `where` that keeps the
+    outer gradient finite (it is 0 there, as the update is).
+    """
+    sumsq = sum(jnp.sum(jnp.square(x.astype(acc_dtype(x.dtype))))
+                for x in jax.tree.leaves(tree))
+    nonzero = sumsq > 0
+    norm = jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sumsq, 1.0)), 0.0)
     factor = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
     return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
 
@@ -90,13 +98,14 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
               loss_mask_BxT: jax.Array | None = None, *, inner_lr: jax.Array | float = 1.0,
               inner_clip: float = 1.0,
               spec: Sequence[str] = ("**.suffix_blocks.feed_forward_prime.**",),
-              remat_every: int = 1, stop_inner_grad: bool = False
+              remat_every: int = 1, stop_inner_grad: bool = False, average: str = "chunk"
               ) -> tuple[jax.Array, dict[str, Any]]:
-    """The TTT-E2E loss: mean over counted targets of l_t(W(t-1)) across all chunks.
+    """The TTT-E2E loss: by default (`average="chunk"`, the official convention) the mean
+    over sequences of mean_t l_t(W(t-1)), l_t being chunk t's masked mean NLL; "token" is
+    the masked mean over every counted target of the batch instead.
 
     Prefix blocks run once over the whole sequence (one-shot sliding attention); suffix
-    blocks run chunk by chunk inside the inner loop. When every chunk has the same number
-    of counted targets this is exactly mean_t l_t.
+    blocks run chunk by chunk inside the inner loop.
     """
     cfg = model.cfg
     b = cfg.mini_batch_size
@@ -129,4 +138,5 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
         return nll_Nxb.reshape(T)
 
     nll_BxT = jax.vmap(one_sequence)(h, targets, mask)
-    return masked_mean(nll_BxT, mask), {"token_nll": nll_BxT, "n_tokens": jnp.sum(mask)}
+    loss = average_nll(nll_BxT, mask, average, group=b)
+    return loss, {"token_nll": nll_BxT, "n_tokens": jnp.sum(mask)}
