@@ -1,5 +1,6 @@
-"""`ttt report`: reads <exp-dir>/ledger.sqlite, renders every format, writes plots, and
-fails with a clear message (exit 2) on a missing ledger or folder."""
+"""`ttt report`: reads <exp-dir>/ledger.sqlite, renders every format, writes plots,
+reports sweeps and interrupted runs, defaults to the held-out loss, and fails with a
+clear message (exit 2) on a missing ledger or folder or an unknown metric."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import pytest
 
 from ttt_cli.main import main
-from ttt_ledger import EvalResult, Ledger, MetricPoint, RestoreStatus, build_stage_plan
+from ttt_ledger import EvalResult, Ledger, MetricPoint, RestoreStatus, RunRecord, build_stage_plan
 
 FOLDER = "pilot_cli"
 # run id: (tokens, wall-clock s, final loss); the lineages are the runbook's
@@ -107,3 +108,64 @@ def test_help_lists_report(capsys):
         main(["--help"])
     assert e.value.code == 0
     assert "report" in capsys.readouterr().out
+
+
+SWEEP = "lr_sweep"
+# `ttt train` runs of one kind (run id: lr), the way the training app records them:
+# run id: (final train loss, held-out loss); None: SIGTERM at step 3 of 8
+LR_SWEEP = {"fa-lr1e-3": (3.30, 3.40), "fa-lr3e-3": (3.20, 3.45), "fa-lr1e-2": (3.50, 3.60),
+            "fa-lr3e-2": None}
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    exp_dir = tmp_path / "experiments"
+    with Ledger.open(exp_dir) as ledger:
+        for run_id, losses in LR_SWEEP.items():
+            ledger.add_run(RunRecord(run_id=run_id, exp_folder=SWEEP, family="smollm2_135m",
+                                     path="scratch", stage="pretrain", model_kind="fa",
+                                     train_mode="pretrain", context_length=8192,
+                                     planned_steps=8))
+            ledger.start_run(SWEEP, run_id, restore=RestoreStatus.fresh(), device_kind="cpu")
+            if losses is None:
+                ledger.interrupt_run(SWEEP, run_id, reason="SIGTERM at step 3; resume with "
+                                     "training.load_part=all", steps_completed=3,
+                                     tokens_seen=3 * 8192, wall_clock_s=6.0)
+                continue
+            train, heldout = losses
+            ledger.append_eval(SWEEP, run_id, EvalResult(
+                "heldout", {"loss": heldout, "tokens": 4096, "sequences": 4}, 8192))
+            ledger.complete_run(SWEEP, run_id, final_metrics={"loss": train,
+                                                              "heldout_loss": heldout},
+                                steps_completed=8, tokens_seen=8 * 8192, wall_clock_s=16.0)
+    return exp_dir
+
+
+def test_report_of_a_sweep(capsys, sweep_dir):
+    base = ["--exp-folder", SWEEP, "--exp-dir", str(sweep_dir)]
+    code, table, err = run_cli(capsys, *base)
+    assert (code, err) == (0, "")
+    # held-out loss by default: 3.40 < 3.45 < 3.60, so lr 1e-3 is the best of the sweep
+    assert "(metric eval/heldout/loss: default: held-out loss, recorded by 3 of 4 runs;" \
+        in table
+    assert ("  smollm2_135m scratch pretrain FA 8K: fa-lr1e-3 3.4000*, fa-lr3e-3 3.4500, "
+            "fa-lr1e-2 3.6000, fa-lr3e-2 - (interrupted)") in table
+    assert "  fa-lr3e-2 at step 3: SIGTERM at step 3; resume with training.load_part=all" \
+        in table
+
+    # by train loss 3.20 < 3.30 < 3.50: lr 3e-3 is the best
+    code, out, _ = run_cli(capsys, *base, "--metric", "loss", "--format", "csv")
+    rows = {r["run_id"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert code == 0 and {k for k, r in rows.items() if r["best_in_group"] == "True"} == {
+        "fa-lr3e-3"}
+    assert rows["fa-lr3e-2"]["status"] == "interrupted"
+    assert rows["fa-lr3e-2"]["steps_completed"] == "3"
+
+
+def test_unknown_metric_is_refused_listing_the_folders_metrics(capsys, sweep_dir):
+    code, out, err = run_cli(capsys, "--exp-folder", SWEEP, "--exp-dir", str(sweep_dir),
+                             "--metric", "val_loss")
+    assert (code, out) == (2, "")
+    assert err == ("ttt report: metric 'val_loss' is not recorded in experiment folder "
+                   "'lr_sweep'; metrics there: eval/heldout/loss, eval/heldout/sequences, "
+                   "eval/heldout/tokens, heldout_loss, loss\n")

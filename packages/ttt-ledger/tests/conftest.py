@@ -1,5 +1,6 @@
 """A hand-built, completed 10-run Qwen matrix whose comparison answers are worked out
-by hand in test_compare.py (the numbers here are chosen to make that arithmetic exact).
+by hand in test_compare.py (the numbers here are chosen to make that arithmetic exact),
+and a folder of sweeps (several runs of one kind; table at SWEEP below).
 
 Own budgets per run (tokens, wall-clock s, devices) and final loss:
 
@@ -101,3 +102,56 @@ def hand_run_records() -> list[RunRecord]:
 @pytest.fixture
 def hand_metric_points() -> list[tuple[str, MetricPoint]]:
     return hand_points()
+
+
+SWEEP_FOLDER = "sweep"
+# A folder of sweeps (one family, qwen2_5_0_5b), worked by hand in test_compare.py:
+#
+#   run    path     stage     kind  ctx  parent  status       tokens     wall s  loss   heldout
+#   F-lr1  scratch  pretrain  fa    8K   -       completed    1_000_000  2000    3.10   3.08
+#   F-lr2  scratch  pretrain  fa    8K   -       completed    1_000_000  2000    3.05   3.12
+#   F-lr3  scratch  pretrain  fa    8K   -       completed    1_000_000  2000    3.20   3.25
+#   E-a    scratch  pretrain  e2e   8K   -       completed    1_000_000  3000    2.96   3.01
+#   E-b    scratch  pretrain  e2e   8K   -       completed    1_000_000  3000    2.92   2.97
+#   E-c    scratch  pretrain  e2e   8K   -       interrupted    500_000  1500    2.80   -
+#   I-fa   adapter  pretrain  fa    8K   -       completed      500_000  1000    2.90   2.95
+#   T-x    adapter  adapt     e2e   8K   I-fa    completed      400_000   800    2.925  2.975
+#   T-y    adapter  adapt     e2e   8K   I-fa    completed      250_000   500    2.95   3.00
+#
+# E-c's loss is what an earlier, completed attempt recorded before a rerun was
+# interrupted: the best value of its group, but never the run that stands for it.
+# Logged `loss` curve: E-b (50, 500_000, 1500, 3.10).
+SWEEP = {  # run id: (path, stage, kind, parent, status, tokens, wall s, loss, heldout)
+    "F-lr1": ("scratch", "pretrain", "fa", None, "completed", 1_000_000, 2000.0, 3.10, 3.08),
+    "F-lr2": ("scratch", "pretrain", "fa", None, "completed", 1_000_000, 2000.0, 3.05, 3.12),
+    "F-lr3": ("scratch", "pretrain", "fa", None, "completed", 1_000_000, 2000.0, 3.20, 3.25),
+    "E-a": ("scratch", "pretrain", "e2e", None, "completed", 1_000_000, 3000.0, 2.96, 3.01),
+    "E-b": ("scratch", "pretrain", "e2e", None, "completed", 1_000_000, 3000.0, 2.92, 2.97),
+    "E-c": ("scratch", "pretrain", "e2e", None, "interrupted", 500_000, 1500.0, 2.80, None),
+    "I-fa": ("adapter", "pretrain", "fa", None, "completed", 500_000, 1000.0, 2.90, 2.95),
+    "T-x": ("adapter", "adapt", "e2e", "I-fa", "completed", 400_000, 800.0, 2.925, 2.975),
+    "T-y": ("adapter", "adapt", "e2e", "I-fa", "completed", 250_000, 500.0, 2.95, 3.00),
+}
+
+
+def sweep_records() -> list[RunRecord]:
+    records = []
+    for run_id, (path, stage, kind, parent, status, tokens, wall, loss, heldout) in \
+            SWEEP.items():
+        evals = () if heldout is None else (EvalResult("heldout", {"loss": heldout}, 8192),)
+        records.append(RunRecord(
+            run_id=run_id, exp_folder=SWEEP_FOLDER, family="qwen2_5_0_5b", path=path,
+            stage=stage, model_kind=kind, train_mode="meta" if kind == "e2e" else "pretrain",
+            context_length=8192, parent_run_ids=(parent,) if parent else (),
+            steps_completed=50 if status == "interrupted" else 100, tokens_seen=tokens,
+            wall_clock_s=wall, device_kind="H100",
+            final_metrics={"loss": loss}, eval_results=evals, status=RunStatus(status),
+            interrupt_reason="SIGTERM at step 50; resume with training.load_part=all"
+            if status == "interrupted" else None))
+    return records
+
+
+@pytest.fixture
+def sweep_experiment() -> Experiment:
+    return Experiment.from_records(
+        sweep_records(), [("E-b", MetricPoint("loss", 50, 500_000, 1500.0, 3.10))])

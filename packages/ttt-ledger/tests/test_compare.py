@@ -186,11 +186,89 @@ def test_gate_without_scratch_reference_is_incomplete(hand_run_records):
     assert gates["Q-A5"].verdict == "INCOMPLETE" and gates["Q-A5"].reference_id is None
 
 
-def test_ambiguous_scratch_reference_is_an_error(hand_run_records):
+def test_scratch_references_of_different_kinds_are_an_error(hand_run_records):
+    # a second completed scratch TTT-E2E run at 32K, but trained fresh at 32K (a different
+    # stage and lineage from S4): which one is the reference would be a guess
     extra = dataclasses.replace(
-        next(r for r in hand_run_records if r.run_id == "Q-S4"), run_id="Q-S4b")
-    with pytest.raises(ComparisonError, match=r"Q-S4.*Q-S4b"):
+        next(r for r in hand_run_records if r.run_id == "Q-S4"), run_id="Q-S4b",
+        stage="pretrain", parent_run_ids=(), checkpoint_source=None)
+    with pytest.raises(ComparisonError, match=r"2 different kinds.*'ext': \['Q-S4'\]; "
+                                              r"stage 'pretrain': \['Q-S4b'\]"):
         success_gate(Experiment.from_records([*hand_run_records, extra]))
+
+
+def test_interrupted_runs_count_as_incomplete(hand_run_records):
+    records = {r.run_id: r for r in hand_run_records}
+    reason = "SIGTERM at step 2; resume with training.load_part=all"
+    # S4 (the 32K scratch TTT-E2E reference) and A3 (in A4's lineage) were interrupted
+    records["Q-S4"] = dataclasses.replace(records["Q-S4"], status=RunStatus.INTERRUPTED,
+                                          interrupt_reason=reason)
+    records["Q-A3"] = dataclasses.replace(records["Q-A3"], status=RunStatus.INTERRUPTED,
+                                          interrupt_reason=reason)
+    experiment = Experiment.from_records(list(records.values()))
+    gates = {g.run_id: g for g in success_gate(experiment)}
+    # A3 interrupted: A4's lineage is unfinished, so no verdict on it
+    assert gates["Q-A4"].verdict == "INCOMPLETE"
+    assert "lineage has not completed" in gates["Q-A4"].reason
+    # S4 interrupted: it is no reference, so the 32K runs have none
+    assert (gates["Q-A5"].verdict, gates["Q-A5"].reference_id) == ("INCOMPLETE", None)
+    assert (gates["Q-A6"].verdict, gates["Q-A6"].reference_id) == ("INCOMPLETE", None)
+    # an interrupted run is never compared itself: A3 has no matched rows, and the 32K
+    # adapter runs have no scratch reference to be matched against
+    assert {r.run_id for r in matched_comparisons(experiment)} == {"Q-A1", "Q-A4"}
+    assert not cumulative_budget(experiment, "Q-A5").complete
+
+
+def _by_id(rows):
+    return {r.run_id: r for r in rows}
+
+
+def test_sweeps_compare_through_each_group_best(sweep_experiment):
+    # groups by train loss: FA scratch {F-lr1 3.10, F-lr2 3.05, F-lr3 3.20} -> F-lr2;
+    # E2E scratch {E-a 2.96, E-b 2.92, E-c interrupted} -> E-b (E-c's 2.80 never counts);
+    # adapter FA {I-fa}; adapter E2E {T-x 2.925, T-y 2.95} -> T-x.
+    deltas = _by_id(control_deltas(sweep_experiment, "loss"))
+    expected = {  # run: (FA control, delta vs FA, scratch E2E, delta vs scratch E2E)
+        "F-lr1": (None, None, "E-b", 3.10 - 2.92),  # its own group has no control
+        "F-lr3": (None, None, "E-b", 3.20 - 2.92),
+        "E-a": ("F-lr2", 2.96 - 3.05, None, None),
+        "E-c": ("F-lr2", 2.80 - 3.05, None, None),
+        "I-fa": (None, None, "E-b", 2.90 - 2.92),
+        "T-y": ("I-fa", 2.95 - 2.90, "E-b", 2.95 - 2.92),
+    }
+    for run_id, (fa, d_fa, e2e, d_e2e) in expected.items():
+        d = deltas[run_id]
+        assert (d.fa_control_id, d.scratch_e2e_id) == (fa, e2e), run_id
+        assert d.delta_vs_fa == (None if d_fa is None else approx(d_fa)), run_id
+        assert d.delta_vs_scratch_e2e == (None if d_e2e is None else approx(d_e2e)), run_id
+
+    # the gate: only T-x stands for the adapter E2E sweep (T-y's +0.03 would FAIL).
+    # T-x lineage 1000 + 800 = 1800 s vs E-b 3000 s: saving 40%; 2.925 - 2.92 = +0.005.
+    (gate,) = success_gate(sweep_experiment, "loss")
+    assert (gate.run_id, gate.reference_id, gate.verdict) == ("T-x", "E-b", "PASS")
+    assert gate.saving == approx(0.40) and gate.loss_delta == approx(0.005)
+
+    # matched pairs: each adapter group's best (I-fa, T-x) against E-b, on two axes.
+    rows = matched_comparisons(sweep_experiment, "loss")
+    assert sorted((r.run_id, r.reference_id, r.axis) for r in rows) == [
+        ("I-fa", "E-b", "tokens"), ("I-fa", "E-b", "wall_clock_s"),
+        ("T-x", "E-b", "tokens"), ("T-x", "E-b", "wall_clock_s")]
+    # T-x tokens: 500k + 400k = 900k < E-b's 1M. E-b at 900k lies between its logged
+    # (500k, 3.10) and its final (1M, 2.92): 3.10 - 0.18 * 0.8 = 2.956; delta -0.031.
+    (t_x,) = [r for r in rows if (r.run_id, r.axis) == ("T-x", "tokens")]
+    assert (t_x.budget, t_x.value, t_x.value_source) == (900_000, 2.925, "final")
+    assert (t_x.reference_value, t_x.reference_source) == (approx(2.956), "curve")
+    assert t_x.delta == approx(-0.031)
+
+
+def test_the_metric_decides_each_group_best(sweep_experiment):
+    # by held-out loss the FA sweep's best is F-lr1 (3.08 < 3.12 < 3.25), not F-lr2
+    deltas = _by_id(control_deltas(sweep_experiment, "eval/heldout/loss"))
+    assert deltas["E-a"].fa_control_id == "F-lr1"
+    assert deltas["E-a"].delta_vs_fa == approx(3.01 - 3.08)
+    (gate,) = success_gate(sweep_experiment, "eval/heldout/loss")  # 2.975 - 2.97 = +0.005
+    assert (gate.run_id, gate.reference_id, gate.verdict) == ("T-x", "E-b", "PASS")
+    assert gate.loss_delta == approx(0.005)
 
 
 def test_eval_metrics_compare_latest_result(hand_run_records):

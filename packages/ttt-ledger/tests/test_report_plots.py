@@ -117,6 +117,68 @@ def test_markdown_tables_are_paste_ready(report):
     assert "- Q-S2 failed: NaN loss at step 3" in text
 
 
+def test_default_metric_is_named_in_every_format(report):
+    # the hand matrix records no held-out eval: the train loss, and the report says why
+    reason = "default: train loss; no run records a held-out loss"
+    assert (report.metric, report.metric_reason) == ("loss", reason)
+    assert f"(metric loss: {reason}; generated" in render(report, "table")
+    assert f"Metric: `loss` ({reason})." in render(report, "md")
+    assert json.loads(render(report, "json"))["metric_reason"] == reason
+    assert {r["metric"] for r in csv.DictReader(io.StringIO(render(report, "csv")))} == {
+        "loss"}
+
+
+@pytest.fixture
+def sweep_report(tmp_path, sweep_experiment):
+    ledger = Ledger.open(tmp_path)
+    for record in sweep_experiment.runs.values():
+        ledger.add_run(record)
+    return build_report(ledger.experiment("sweep"))
+
+
+def test_sweep_report_lists_every_run_and_marks_each_group_best(sweep_report):
+    # by the default held-out loss: FA scratch F-lr1 3.08 < 3.12 < 3.25; E2E scratch
+    # E-b 2.97 < 3.01 (E-c interrupted); adapter E2E T-x 2.975 < 3.00
+    assert sweep_report.metric == "eval/heldout/loss"
+    assert sweep_report.metric_reason == "default: held-out loss, recorded by 8 of 9 runs"
+    text = render(sweep_report, "table")
+    assert ("Sweeps (runs of one kind; the matched comparisons and the gate use each group's "
+            "best completed run by eval/heldout/loss, marked *):\n"
+            "  qwen2_5_0_5b scratch pretrain FA 8K: F-lr1 3.0800*, F-lr2 3.1200, F-lr3 3.2500\n"
+            "  qwen2_5_0_5b scratch pretrain E2E 8K: E-a 3.0100, E-b 2.9700*, "
+            "E-c - (interrupted)\n"
+            "  qwen2_5_0_5b adapter adapt E2E 8K from pretrain FA 8K: T-x 2.9750*, T-y 3.0000\n"
+            ) in text
+    assert ("Interrupted (not finished; start the run again to resume):\n"
+            "  E-c at step 50: SIGTERM at step 50; resume with training.load_part=all") in text
+    rows = {r["run_id"]: r for r in csv.DictReader(io.StringIO(render(sweep_report, "csv")))}
+    assert len(rows) == 9
+    assert [k for k, r in rows.items() if r["best_in_group"] == "True"] == [
+        "F-lr1", "E-b", "I-fa", "T-x"]
+    assert rows["E-c"]["status"] == "interrupted"
+    assert rows["E-c"]["interrupt_reason"].startswith("SIGTERM at step 50")
+    assert rows["T-y"]["group"] == "qwen2_5_0_5b adapter adapt E2E 8K from pretrain FA 8K"
+    # T-x: 2.975 - E-b 2.97 = +0.005 at 1800 s vs 3000 s -> PASS; T-y is not gated
+    assert (rows["T-x"]["gate"], rows["T-y"]["gate"]) == ("PASS", "")
+    assert float(rows["E-a"]["delta_vs_fa"]) == pytest.approx(3.01 - 3.08)
+
+    data = json.loads(render(sweep_report, "json"))
+    assert [(g["run_ids"], g["best_id"]) for g in data["groups"]] == [
+        (["F-lr1", "F-lr2", "F-lr3"], "F-lr1"), (["E-a", "E-b", "E-c"], "E-b"),
+        (["I-fa"], "I-fa"), (["T-x", "T-y"], "T-x")]
+    assert data["groups"][3]["key"]["parents"][0]["model_kind"] == "fa"
+
+    tables = _md_tables(render(sweep_report, "md"))
+    marks = {_cells(row)[0]: _cells(row)[-1] for row in tables[0][2:]}
+    assert marks == {"F-lr1": "*", "F-lr2": "", "F-lr3": "", "E-a": "", "E-b": "*",
+                     "E-c": "", "I-fa": "", "T-x": "*", "T-y": ""}  # I-fa is no sweep
+    assert "- E-c interrupted at step 50: SIGTERM" in render(sweep_report, "md")
+
+
+def test_no_sweep_section_without_sweeps(report):
+    assert "Sweeps" not in render(report, "table") and "Sweeps" not in render(report, "md")
+
+
 def _png_size(path):
     data = path.read_bytes()
     assert data[:8] == PNG_MAGIC, path

@@ -8,7 +8,9 @@ import math
 import shutil
 import sqlite3
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ttt_ledger import (
@@ -56,6 +58,7 @@ def every_field_record() -> RunRecord:
             EvalResult("niah", {"accuracy": 0.875}, 65536, (), "2026-01-02T03:05:00.000+00:00"),
         ),
         status=RunStatus.FAILED, failure_reason="OOM at step 124",
+        interrupt_reason="SIGTERM at step 120; resume with training.load_part=all",
         config_hash="ab" * 32, git_commit="0123456789abcdef0123456789abcdef01234567-dirty",
         package_versions={"ttt-model": "0.1.0", "jax": "0.8.1"},
         created_at="2026-01-01T00:00:00.000+00:00", started_at="2026-01-01T00:01:00.000+00:00",
@@ -136,6 +139,89 @@ def test_stage_lifecycle_as_the_training_app_uses_it(tmp_path):
     assert again.failure_reason is None and again.restore.label == "resumed@2"
     assert ledger.exp_folders() == ["pilot"]
     assert [r.run_id for r in ledger.runs("pilot", status="completed")] == ["Q-A1"]
+
+
+def test_interrupted_run_round_trips_and_resumes(tmp_path):
+    ledger = Ledger.open(tmp_path)
+    ledger.add_run(RunRecord(**REQUIRED))
+    ledger.start_run("fold", "Q-A4", restore=RestoreStatus.params(), device_kind="cpu")
+    ledger.record_progress("fold", "Q-A4", steps_completed=10, tokens_seen=81920,
+                           wall_clock_s=30.0, points=[MetricPoint("loss", 10, 81920, 30.0, 3.5)])
+    reason = "SIGTERM at step 12; resume with training.load_part=all"
+    stopped = ledger.interrupt_run("fold", "Q-A4", reason=reason, steps_completed=12,
+                                   tokens_seen=98304, wall_clock_s=36.5)
+    assert stopped.status is RunStatus.INTERRUPTED and stopped.interrupt_reason == reason
+    assert (stopped.steps_completed, stopped.tokens_seen, stopped.wall_clock_s) == (12, 98304,
+                                                                                    36.5)
+    assert stopped.finished_at is not None and stopped.failure_reason is None
+    ledger.close()
+
+    with Ledger.open(tmp_path, create=False) as reopened:  # a new connection
+        back = reopened.get_run("fold", "Q-A4")
+        assert back == stopped
+        assert [r.run_id for r in reopened.runs("fold", status="interrupted")] == ["Q-A4"]
+        assert load_record_json(save_record_json(back, tmp_path / "run")) == stopped
+        # the interrupted attempt's curve stays; the resumed attempt continues at step 13
+        resumed = reopened.start_run("fold", "Q-A4", restore=RestoreStatus.resumed(12),
+                                     device_kind="cpu", rerun=True)
+        assert resumed.status is RunStatus.RUNNING and resumed.interrupt_reason is None
+        assert (resumed.restore.label, resumed.steps_completed) == ("resumed@12", 12)
+        assert [p.step for p in reopened.curve("fold", "Q-A4", "loss")] == [10]
+        done = reopened.complete_run("fold", "Q-A4", final_metrics={"loss": 3.25},
+                                     steps_completed=20, tokens_seen=163840, wall_clock_s=60.0)
+        assert done.status is RunStatus.COMPLETED and done.interrupt_reason is None
+
+
+def test_interrupt_refuses_bad_input_and_keeps_the_row(tmp_path):
+    ledger = Ledger.open(tmp_path)
+    ledger.add_run(RunRecord(**REQUIRED))
+    budgets = dict(steps_completed=2, tokens_seen=16384, wall_clock_s=4.0)
+    with pytest.raises(RunStateError, match="fold/Q-A4 is planned, not running"):
+        ledger.interrupt_run("fold", "Q-A4", reason="SIGTERM", **budgets)
+    ledger.start_run("fold", "Q-A4", restore=RestoreStatus.fresh(), device_kind="cpu")
+    with pytest.raises(LedgerError, match="an interruption needs a reason"):
+        ledger.interrupt_run("fold", "Q-A4", reason="", **budgets)
+    with pytest.raises(RecordError, match=r"steps_completed must be an integer, got '2' \(str\)"):
+        ledger.interrupt_run("fold", "Q-A4", reason="SIGTERM",
+                             **{**budgets, "steps_completed": "2"})
+    with pytest.raises(RecordError, match="wall_clock_s must be a number of seconds"):
+        ledger.interrupt_run("fold", "Q-A4", reason="SIGTERM", **{**budgets, "wall_clock_s": None})
+    assert ledger.get_run("fold", "Q-A4").status is RunStatus.RUNNING  # nothing was written
+    # the runner's numpy counters are welcome and stored as plain numbers
+    stopped = ledger.interrupt_run("fold", "Q-A4", reason="SIGTERM", steps_completed=np.int64(2),
+                                   tokens_seen=np.int64(16384), wall_clock_s=np.float32(4.0))
+    assert type(stopped.steps_completed) is int and type(stopped.wall_clock_s) is float
+    ledger.start_run("fold", "Q-A4", restore=RestoreStatus.resumed(2), device_kind="cpu")
+    ledger.complete_run("fold", "Q-A4", final_metrics={"loss": 3.0})
+    with pytest.raises(RunStateError, match="is completed, not running"):
+        ledger.interrupt_run("fold", "Q-A4", reason="SIGTERM", **budgets)
+    assert ledger.get_run("fold", "Q-A4").final_metrics == {"loss": 3.0}
+    with pytest.raises(RecordError, match="an interrupted run needs an interrupt_reason"):
+        RunRecord(**REQUIRED, status=RunStatus.INTERRUPTED)
+
+
+def test_ledger_written_before_interrupts_still_opens(tmp_path):
+    # data/ledger_schema_v1.sql: a dump of a ledger that ttt-ledger 0.1.0 wrote before the
+    # interrupted status and the interrupt_reason field existed.
+    dump = (Path(__file__).parent / "data" / "ledger_schema_v1.sql").read_text()
+    conn = sqlite3.connect(tmp_path / "ledger.sqlite")
+    conn.executescript(dump)
+    conn.close()
+    with Ledger.open(tmp_path, create=False) as ledger:
+        assert ledger.schema_version() == 1 == SCHEMA_VERSION
+        assert {r.run_id: r.status.value for r in ledger.runs("old")} == {
+            "Q-A1": "failed", "Q-S3": "completed", "Q-S4": "running"}
+        s3 = ledger.get_run("old", "Q-S3")
+        assert s3.final_metrics == {"loss": 5.375, "heldout_loss": 5.25}
+        assert s3.eval_results[0].metrics == {"loss": 5.25, "tokens": 2048.0, "sequences": 2.0}
+        assert s3.interrupt_reason is None
+        stopped = ledger.interrupt_run("old", "Q-S4", reason="SIGTERM at step 3",
+                                       steps_completed=3, tokens_seen=3072, wall_clock_s=2.25)
+        assert stopped.status is RunStatus.INTERRUPTED
+        assert ledger.start_run("old", "Q-S4", restore=RestoreStatus.resumed(3),
+                                device_kind="cpu").status is RunStatus.RUNNING
+        assert [p.value for p in ledger.curve("old", "Q-S4", "loss")] == [5.125]
+        assert ledger.integrity_ok()
 
 
 def test_clear_errors_name_what_and_where(tmp_path):

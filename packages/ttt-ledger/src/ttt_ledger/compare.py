@@ -6,11 +6,18 @@ free: its original pretraining is a sunk cost, which is the point of warm-starti
 Cost axes: `tokens` (training tokens seen), `wall_clock_s`, `device_hours`
 (wall-clock x device count, the fairness protocol's GPU-hours).
 
-Controls of a run R (same experiment folder, family and context length; completed):
-- matched scratch TTT-E2E: the run with path `scratch` and model kind `e2e`;
-- FA control: the run with model kind `fa` on R's own path (FA-import for adapter
-  runs, FA-scratch for scratch runs).
-More than one candidate is an error (the comparison would be ambiguous).
+Runs of one kind (a sweep; see `groups.py`) are compared through their group's best
+completed run by the metric: it is the control other runs are measured against, and
+the one run of its group in the matched comparisons and the gate. Interrupted, failed
+and running runs are never a control and never compared or gated.
+
+Controls of a run R (same experiment folder, family and context length):
+- matched scratch TTT-E2E: the best completed run with path `scratch` and model kind `e2e`;
+- FA control: the best completed run with model kind `fa` on R's own path (FA-import
+  for adapter runs, FA-scratch for scratch runs).
+A run has no control of its own group. Completed candidates of more than one group
+(say, scratch TTT-E2E runs of different stages) are an error: the comparison would be
+ambiguous.
 
 Matched comparison of R against reference B on an axis: the matched budget is
 X = min(total_R, total_B). Each run's metric value at cumulative budget X is its final
@@ -20,10 +27,10 @@ linear interpolation between neighbours). When X lies before a run's first logge
 point or it logged no curve, the matched value is None and the final values and totals
 (always reported) are what remains; `value_source` says which case applied.
 
-Success gate (seed 001 §9): a completed adapter TTT-E2E run passes when its cumulative
-cost is at least 30% below the matched scratch TTT-E2E run's and its final metric is at
-most 0.01 above it: saving = 1 - cost_R / cost_B >= 0.30 and value_R - value_B <= 0.01
-(both with a 1e-9 tolerance for float rounding).
+Success gate (seed 001 §9): a group's best completed adapter TTT-E2E run passes when its
+cumulative cost is at least 30% below the matched scratch TTT-E2E run's and its final
+metric is at most 0.01 above it: saving = 1 - cost_R / cost_B >= 0.30 and
+value_R - value_B <= 0.01 (both with a 1e-9 tolerance for float rounding).
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
+from ttt_ledger.groups import RunGroup, group_keys, run_groups
 from ttt_ledger.lineage import ancestors
+from ttt_ledger.metrics import metric_value
 from ttt_ledger.records import Experiment, LedgerError, RunRecord, RunStatus
 
 AXES = ("tokens", "wall_clock_s", "device_hours")
@@ -142,20 +151,6 @@ def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def metric_value(record: RunRecord, metric: str) -> float | None:
-    """A run's value of `metric`: `eval/<eval name>/<key>` reads the latest eval result of
-    that name; any other name reads final_metrics. None when absent."""
-    if metric.startswith("eval/"):
-        parts = metric.split("/", 2)
-        if len(parts) != 3:
-            raise ComparisonError(f"metric {metric!r}: expected 'eval/<eval name>/<key>'")
-        for result in reversed(record.eval_results):
-            if result.name == parts[1] and parts[2] in result.metrics:
-                return result.metrics[parts[2]]
-        return None
-    return record.final_metrics.get(metric)
-
-
 def cumulative_budget(experiment: Experiment, run_id: str) -> Budget:
     """The run's budget plus its ancestors' (raises if an ancestor is not recorded)."""
     counted = [run_id, *ancestors(experiment.runs, run_id)]
@@ -167,29 +162,38 @@ def cumulative_budget(experiment: Experiment, run_id: str) -> Budget:
                   complete=all(r.status is RunStatus.COMPLETED for r in records))
 
 
-def _unique_control(experiment: Experiment, run: RunRecord, what: str, **match: object
-                    ) -> RunRecord | None:
-    found = [r for r in experiment.runs.values()
-             if r.family == run.family and r.context_length == run.context_length
-             and r.status is RunStatus.COMPLETED
-             and all(getattr(r, k) == v for k, v in match.items())]
+def _control_group(experiment: Experiment, run: RunRecord, what: str, metric: str,
+                   **match: object) -> RunGroup | None:
+    found = [g for g in run_groups(experiment, metric)
+             if g.best_id is not None and g.key.family == run.family
+             and g.key.context_length == run.context_length
+             and all(getattr(g.key, k) == v for k, v in match.items())]
     if len(found) > 1:
+        kinds = "; ".join(f"stage {g.key.stage!r}: {list(g.run_ids)}" for g in found)
         raise ComparisonError(
-            f"{experiment.exp_folder}: {len(found)} completed {what} runs for family "
-            f"{run.family!r} at context {run.context_length}: {[r.run_id for r in found]}; "
-            f"keep one per folder")
+            f"{experiment.exp_folder}: completed {what} runs of {len(found)} different "
+            f"kinds (stage or lineage) for family {run.family!r} at context "
+            f"{run.context_length}: {kinds}; keep one kind per folder")
     return found[0] if found else None
 
 
-def matched_scratch_e2e(experiment: Experiment, run: RunRecord) -> RunRecord | None:
-    """The completed scratch TTT-E2E run of the run's family and context length."""
-    return _unique_control(experiment, run, "scratch TTT-E2E", path="scratch",
-                           model_kind="e2e")
+def _best_of(experiment: Experiment, group: RunGroup | None) -> RunRecord | None:
+    return None if group is None or group.best_id is None else experiment.runs[group.best_id]
 
 
-def fa_control(experiment: Experiment, run: RunRecord) -> RunRecord | None:
-    """The completed FA run on the run's own path (adapter: FA-import; scratch: FA-scratch)."""
-    return _unique_control(experiment, run, f"{run.path} FA", path=run.path, model_kind="fa")
+def matched_scratch_e2e(experiment: Experiment, run: RunRecord,
+                        metric: str = "loss") -> RunRecord | None:
+    """The best completed scratch TTT-E2E run of the run's family and context length."""
+    return _best_of(experiment, _control_group(
+        experiment, run, "scratch TTT-E2E", metric, path="scratch", model_kind="e2e"))
+
+
+def fa_control(experiment: Experiment, run: RunRecord, metric: str = "loss"
+               ) -> RunRecord | None:
+    """The best completed FA run on the run's own path (adapter: FA-import; scratch:
+    FA-scratch)."""
+    return _best_of(experiment, _control_group(
+        experiment, run, f"{run.path} FA", metric, path=run.path, model_kind="fa"))
 
 
 def value_at_budget(experiment: Experiment, run_id: str, metric: str, axis: str,
@@ -248,15 +252,22 @@ def curve_on_axis(experiment: Experiment, run_id: str, metric: str, axis: str
     return sorted(points, key=lambda pt: pt[0])
 
 
+def _group_bests(experiment: Experiment, metric: str, path: str,
+                 model_kind: str | None = None) -> list[RunRecord]:
+    """The best completed run of each group on `path` (and of `model_kind`), in order."""
+    return [experiment.runs[g.best_id] for g in run_groups(experiment, metric)
+            if g.best_id is not None and g.key.path == path
+            and (model_kind is None or g.key.model_kind == model_kind)]
+
+
 def matched_comparisons(experiment: Experiment, metric: str = "loss",
                         axes: tuple[str, ...] = ("tokens", "wall_clock_s")
                         ) -> list[MatchedComparison]:
-    """Every completed adapter run against its matched scratch TTT-E2E run, per axis."""
+    """Each adapter group's best completed run against its matched scratch TTT-E2E run,
+    per axis."""
     out = []
-    for run in experiment.runs.values():
-        if run.path != "adapter" or run.status is not RunStatus.COMPLETED:
-            continue
-        reference = matched_scratch_e2e(experiment, run)
+    for run in _group_bests(experiment, metric, "adapter"):
+        reference = matched_scratch_e2e(experiment, run, metric)
         if reference is None:
             continue
         run_budget = cumulative_budget(experiment, run.run_id)
@@ -278,12 +289,13 @@ def matched_comparisons(experiment: Experiment, metric: str = "loss",
 
 def control_deltas(experiment: Experiment, metric: str = "loss") -> list[RunDelta]:
     """Every run's final metric against its FA control and matched scratch TTT-E2E run."""
+    keys = group_keys(experiment)
     out = []
     for run in experiment.runs.values():
-        fa = fa_control(experiment, run)
-        e2e = matched_scratch_e2e(experiment, run)
-        fa = None if fa is None or fa.run_id == run.run_id else fa
-        e2e = None if e2e is None or e2e.run_id == run.run_id else e2e
+        fa = fa_control(experiment, run, metric)
+        e2e = matched_scratch_e2e(experiment, run, metric)
+        fa = None if fa is None or keys[fa.run_id] == keys[run.run_id] else fa
+        e2e = None if e2e is None or keys[e2e.run_id] == keys[run.run_id] else e2e
         out.append(RunDelta(
             run_id=run.run_id, value=metric_value(run, metric),
             budget=cumulative_budget(experiment, run.run_id),
@@ -298,12 +310,11 @@ def success_gate(experiment: Experiment, metric: str = "loss", *,
                  min_saving: float = GATE_MIN_SAVING,
                  max_loss_delta: float = GATE_MAX_LOSS_DELTA,
                  cost_axis: str = "wall_clock_s") -> list[GateResult]:
-    """The gate for every completed adapter TTT-E2E run (see the module docstring)."""
+    """The gate for each adapter TTT-E2E group's best completed run (see the module
+    docstring)."""
     _check_axis(cost_axis)
     results = []
-    for run in experiment.runs.values():
-        if (run.path, run.model_kind, run.status) != ("adapter", "e2e", RunStatus.COMPLETED):
-            continue
+    for run in _group_bests(experiment, metric, "adapter", "e2e"):
         results.append(_gate_one(experiment, run, metric, min_saving, max_loss_delta,
                                  cost_axis))
     return results
@@ -311,7 +322,7 @@ def success_gate(experiment: Experiment, metric: str = "loss", *,
 
 def _gate_one(experiment: Experiment, run: RunRecord, metric: str, min_saving: float,
               max_loss_delta: float, cost_axis: str) -> GateResult:
-    reference = matched_scratch_e2e(experiment, run)
+    reference = matched_scratch_e2e(experiment, run, metric)
     budget = cumulative_budget(experiment, run.run_id)
     value = metric_value(run, metric)
     common = dict(run_id=run.run_id, metric=metric, cost_axis=cost_axis,

@@ -14,7 +14,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ttt_ledger.compare import AXES, cumulative_budget, curve_on_axis, metric_value
+from ttt_ledger.compare import AXES, cumulative_budget, curve_on_axis
+from ttt_ledger.metrics import metric_value
 from ttt_ledger.records import EvalResult, Experiment, LedgerError, RunStatus
 
 AXIS_LABELS = {"tokens": "training tokens (cumulative over lineage)",

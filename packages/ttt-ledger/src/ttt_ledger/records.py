@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import json
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,12 +33,17 @@ class RecordError(LedgerError, ValueError):
 
 
 class RunStatus(enum.StrEnum):
-    """Where a stage stands; `failed` always carries a reason."""
+    """Where a stage stands; `failed` and `interrupted` always carry a reason.
+
+    `interrupted`: stopped on purpose (a signal, the scheduler) at `steps_completed`, with
+    a checkpoint to resume from; never a finished result.
+    """
 
     PLANNED = "planned"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,8 @@ class RunRecord:
     Budgets (`steps_completed`, `tokens_seen`, `wall_clock_s`) are this run's own, not
     its lineage's; `device_hours` is derived from them. Checkpoint names follow the
     runbook: `checkpoint_source` is the input checkpoint (None when fresh) and
-    `output_checkpoint` the `exp_name` it writes.
+    `output_checkpoint` the `exp_name` it writes. `failure_reason` and `interrupt_reason`
+    say why the run is `failed` or `interrupted`; the store clears them when it restarts.
     """
 
     run_id: str
@@ -183,6 +190,7 @@ class RunRecord:
     eval_results: tuple[EvalResult, ...] = ()
     status: RunStatus = RunStatus.PLANNED
     failure_reason: str | None = None
+    interrupt_reason: str | None = None
     config_hash: str | None = None
     git_commit: str | None = None
     package_versions: Mapping[str, str] = field(default_factory=dict)
@@ -213,13 +221,22 @@ class RunRecord:
             object.__setattr__(self, "restore", RestoreStatus.parse(self.restore))
         if status is RunStatus.FAILED and not self.failure_reason:
             raise RecordError(f"{where}: a failed run needs a failure_reason")
+        if status is RunStatus.INTERRUPTED and not self.interrupt_reason:
+            raise RecordError(f"{where}: an interrupted run needs an interrupt_reason")
         if self.run_id in self.parent_run_ids:
             raise RecordError(f"{where}: a run cannot be its own parent")
         for name in ("context_length", "steps_completed", "tokens_seen", "device_count"):
-            if getattr(self, name) < 0:
-                raise RecordError(f"{where}: {name} must be >= 0, got {getattr(self, name)}")
-        if self.wall_clock_s < 0 or math.isnan(self.wall_clock_s):
-            raise RecordError(f"{where}: wall_clock_s must be >= 0, got {self.wall_clock_s}")
+            object.__setattr__(self, name, _count(where, name, getattr(self, name)))
+        if self.planned_steps is not None:
+            object.__setattr__(self, "planned_steps",
+                               _count(where, "planned_steps", self.planned_steps))
+        wall = self.wall_clock_s
+        if not isinstance(wall, numbers.Real) or isinstance(wall, bool):
+            raise RecordError(f"{where}: wall_clock_s must be a number of seconds, got "
+                              f"{wall!r} ({type(wall).__name__})")
+        if wall < 0 or math.isnan(wall):
+            raise RecordError(f"{where}: wall_clock_s must be >= 0, got {wall}")
+        object.__setattr__(self, "wall_clock_s", float(wall))
         object.__setattr__(self, "parent_run_ids", tuple(self.parent_run_ids))
         object.__setattr__(self, "eval_results", tuple(self.eval_results))
         for name in ("final_metrics", "best_metrics"):
@@ -263,6 +280,16 @@ class RunRecord:
                                        for e in kwargs.get("eval_results", ()))
         kwargs["parent_run_ids"] = tuple(kwargs.get("parent_run_ids", ()))
         return cls(**kwargs)
+
+
+def _count(where: str, name: str, value: Any) -> int:
+    """A non-negative integer field (numpy integers welcome: the runner counts in them)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise RecordError(f"{where}: {name} must be an integer, got {value!r} "
+                          f"({type(value).__name__})")
+    if value < 0:
+        raise RecordError(f"{where}: {name} must be >= 0, got {value}")
+    return int(value)
 
 
 def is_lower_better(metric: str) -> bool:

@@ -1,9 +1,10 @@
 """Reports of one experiment folder: terminal table, CSV, JSON and Markdown.
 
-`build_report` computes everything once (deltas, matched comparisons, the gate);
-the renderers only format. CSV and JSON carry raw numbers for analysis scripts; the
-terminal table and Markdown round them for reading, and the Markdown tables are what
-a paper draft pastes (seed 001 §8's reporting template).
+`build_report` computes everything once (the metric, groups of runs of one kind,
+deltas, matched comparisons, the gate); the renderers only format. CSV and JSON carry
+raw numbers for analysis scripts; the terminal table and Markdown round them for
+reading, and the Markdown tables are what a paper draft pastes (seed 001 §8's
+reporting template).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from ttt_ledger.compare import (
     matched_comparisons,
     success_gate,
 )
+from ttt_ledger.groups import GroupKey, RunGroup, run_groups
+from ttt_ledger.metrics import MetricChoice, default_metric
 from ttt_ledger.records import Experiment, LedgerError, RunRecord, RunStatus
 from ttt_ledger.store import utc_now
 
@@ -39,23 +42,32 @@ class LedgerReport:
 
     exp_folder: str
     metric: str
+    metric_reason: str
     cost_axis: str
     runs: tuple[RunRecord, ...]
+    groups: tuple[RunGroup, ...]
     deltas: tuple[RunDelta, ...]
     comparisons: tuple[MatchedComparison, ...]
     gates: tuple[GateResult, ...]
     generated_at: str
 
 
-def build_report(experiment: Experiment, metric: str = "loss", *,
+def build_report(experiment: Experiment, metric: str | None = None, *,
                  cost_axis: str = "wall_clock_s", min_saving: float = GATE_MIN_SAVING,
                  max_loss_delta: float = GATE_MAX_LOSS_DELTA) -> LedgerReport:
-    """Deltas, token- and wall-clock-matched comparisons and the gate for one folder."""
+    """Deltas, token- and wall-clock-matched comparisons and the gate for one folder.
+
+    metric None: the held-out loss when the runs record one, else the train loss.
+    """
     if not experiment.runs:
         raise LedgerError(f"experiment folder {experiment.exp_folder!r} holds no runs")
+    choice = default_metric(experiment) if metric is None else MetricChoice(metric,
+                                                                            "as requested")
+    metric = choice.name
     return LedgerReport(
-        exp_folder=experiment.exp_folder, metric=metric, cost_axis=cost_axis,
-        runs=tuple(experiment.runs.values()),
+        exp_folder=experiment.exp_folder, metric=metric, metric_reason=choice.reason,
+        cost_axis=cost_axis, runs=tuple(experiment.runs.values()),
+        groups=tuple(run_groups(experiment, metric)),
         deltas=tuple(control_deltas(experiment, metric)),
         comparisons=tuple(matched_comparisons(experiment, metric)),
         gates=tuple(success_gate(experiment, metric, min_saving=min_saving,
@@ -137,6 +149,53 @@ def _by_run(report: LedgerReport) -> dict[str, RunDelta]:
     return {d.run_id: d for d in report.deltas}
 
 
+def group_label(key: GroupKey) -> str:
+    """`qwen2_5_0_5b adapter ext E2E 32K from adapt E2E 8K from ...`: a group in words."""
+    def lineage(k: GroupKey) -> str:
+        own = f"{k.stage} {k.model_kind.upper()} {fmt_context(k.context_length)}"
+        return own + "".join(f" from {lineage(p)}" for p in k.parents)
+
+    return f"{key.family} {key.path} {lineage(key)}"
+
+
+def _group_of(report: LedgerReport) -> dict[str, RunGroup]:
+    return {run_id: g for g in report.groups for run_id in g.run_ids}
+
+
+def _sweep_best(report: LedgerReport) -> set[str]:
+    """Run ids that stand for a sweep (a group of several runs) in comparisons."""
+    return {g.best_id for g in report.groups if g.is_sweep and g.best_id is not None}
+
+
+def _sweep_lines(report: LedgerReport, bullet: str, missing: str) -> list[str]:
+    """One line per sweep: its runs with their values, the best marked *, others' status."""
+    deltas = _by_run(report)
+    status = {r.run_id: r.status for r in report.runs}
+    lines = []
+    for g in report.groups:
+        if not g.is_sweep:
+            continue
+        cells = []
+        for run_id in g.run_ids:
+            cell = f"{run_id} {fmt_num(deltas[run_id].value, 4, missing=missing)}"
+            if run_id == g.best_id:
+                cell += "*"
+            if status[run_id] is not RunStatus.COMPLETED:
+                cell += f" ({status[run_id].value})"
+            cells.append(cell)
+        lines.append(f"{bullet}{group_label(g.key)}: {', '.join(cells)}")
+    return lines
+
+
+def _sweeps_note(report: LedgerReport) -> str:
+    return (f"Sweeps (runs of one kind; the matched comparisons and the gate use each "
+            f"group's best completed run by {report.metric}, marked *):")
+
+
+def _interrupted(report: LedgerReport) -> list[RunRecord]:
+    return [r for r in report.runs if r.status is RunStatus.INTERRUPTED]
+
+
 # -- terminal table -------------------------------------------------------------------
 
 def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
@@ -153,27 +212,32 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def render_table(report: LedgerReport) -> str:
-    """Fixed-width text for a terminal: runs, matched comparisons, the gate, failures."""
-    deltas = _by_run(report)
+    """Fixed-width text for a terminal: runs, sweeps, matched comparisons, the gate,
+    failures and interruptions."""
+    deltas, sweep_best = _by_run(report), _sweep_best(report)
     m = report.metric
-    headers = ["run", "path", "stage", "model", "ctx", "restore", "status", "steps",
-               "tokens", "cum tokens", "cum wall", "cum device-h", m, f"best {m}",
+    headers = ["run", "path", "stage", "model", "ctx", "restore", "status", "sweep best",
+               "steps", "tokens", "cum tokens", "cum wall", "cum device-h", m, f"best {m}",
                "d vs FA", "d vs E2E"]
-    right = [False] * 7 + [True] * 9
+    right = [False] * 8 + [True] * 9
     rows = []
     for r in report.runs:
         d = deltas[r.run_id]
         steps = f"{r.steps_completed}/{r.planned_steps}" if r.planned_steps is not None \
             else str(r.steps_completed)
         rows.append([r.run_id, r.path, r.stage, r.model_kind, fmt_context(r.context_length),
-                     r.restore.label, _status(r), steps, fmt_count(r.tokens_seen),
+                     r.restore.label, _status(r), "*" if r.run_id in sweep_best else "",
+                     steps, fmt_count(r.tokens_seen),
                      fmt_count(d.budget.tokens), fmt_duration(d.budget.wall_clock_s),
                      fmt_hours(d.budget.device_hours), fmt_num(d.value, 4),
                      fmt_num(r.best_metrics.get(m), 4),
                      fmt_num(d.delta_vs_fa, 4, signed=True),
                      fmt_num(d.delta_vs_scratch_e2e, 4, signed=True)])
-    parts = [f"Ledger report: {report.exp_folder}  (metric {m}, generated {report.generated_at})",
-             "", _text_table(headers, rows, right)]
+    parts = [f"Ledger report: {report.exp_folder}  (metric {m}: {report.metric_reason}; "
+             f"generated {report.generated_at})", "", _text_table(headers, rows, right)]
+    sweeps = _sweep_lines(report, "  ", "-")
+    if sweeps:
+        parts += ["", _sweeps_note(report), *sweeps]
     if report.comparisons:
         parts += ["", "Matched comparisons (vs scratch TTT-E2E, cumulative over lineage):", "",
                   _text_table(["run", "vs", "axis", "budget", m, f"ref {m}", "delta",
@@ -191,6 +255,11 @@ def render_table(report: LedgerReport) -> str:
     failed = [r for r in report.runs if r.status is RunStatus.FAILED]
     if failed:
         parts += ["", "Failures:"] + [f"  {r.run_id}: {r.failure_reason}" for r in failed]
+    interrupted = _interrupted(report)
+    if interrupted:
+        parts += ["", "Interrupted (not finished; start the run again to resume):"] + [
+            f"  {r.run_id} at step {r.steps_completed}: {r.interrupt_reason}"
+            for r in interrupted]
     return "\n".join(parts) + "\n"
 
 
@@ -214,7 +283,8 @@ def _gate_cells(g: GateResult, missing: str = "-") -> list[str]:
 CSV_COLUMNS = (
     "exp_folder", "run_id", "family", "path", "stage", "model_kind", "train_mode",
     "context_length", "recipe", "checkpoint_source", "output_checkpoint", "config_name",
-    "data_root", "parent_run_ids", "status", "failure_reason", "restore", "planned_steps",
+    "data_root", "parent_run_ids", "status", "failure_reason", "interrupt_reason", "group",
+    "best_in_group", "restore", "planned_steps",
     "steps_completed", "tokens_seen", "wall_clock_s", "device_kind", "device_count",
     "device_hours", "cum_tokens", "cum_wall_clock_s", "cum_device_hours", "metric", "value",
     "best_value", "fa_control", "delta_vs_fa", "scratch_e2e", "delta_vs_scratch_e2e",
@@ -224,13 +294,13 @@ CSV_COLUMNS = (
 
 def render_csv(report: LedgerReport) -> str:
     """One row per run, raw numbers, every lineage-cumulative cost and both deltas."""
-    deltas = _by_run(report)
+    deltas, group_of = _by_run(report), _group_of(report)
     gates = {g.run_id: g for g in report.gates}
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for r in report.runs:
-        d, g = deltas[r.run_id], gates.get(r.run_id)
+        d, g, group = deltas[r.run_id], gates.get(r.run_id), group_of[r.run_id]
         writer.writerow({
             "exp_folder": r.exp_folder, "run_id": r.run_id, "family": r.family,
             "path": r.path, "stage": r.stage, "model_kind": r.model_kind,
@@ -239,6 +309,8 @@ def render_csv(report: LedgerReport) -> str:
             "output_checkpoint": r.output_checkpoint, "config_name": r.config_name,
             "data_root": r.data_root, "parent_run_ids": "|".join(r.parent_run_ids),
             "status": r.status.value, "failure_reason": r.failure_reason,
+            "interrupt_reason": r.interrupt_reason, "group": group_label(group.key),
+            "best_in_group": group.best_id == r.run_id,
             "restore": r.restore.label, "planned_steps": r.planned_steps,
             "steps_completed": r.steps_completed, "tokens_seen": r.tokens_seen,
             "wall_clock_s": r.wall_clock_s, "device_kind": r.device_kind,
@@ -270,18 +342,23 @@ def _json_safe(value: Any) -> Any:
 
 def report_dict(report: LedgerReport) -> dict[str, Any]:
     """The whole report as plain data (full records, eval results included)."""
-    deltas = _by_run(report)
+    deltas, group_of = _by_run(report), _group_of(report)
     runs = []
     for r in report.runs:
-        d = deltas[r.run_id]
+        d, group = deltas[r.run_id], group_of[r.run_id]
         runs.append({**r.to_dict(), "device_hours": r.device_hours,
+                     "group": group_label(group.key), "best_in_group": group.best_id == r.run_id,
                      "cumulative": dataclasses.asdict(d.budget), "value": d.value,
                      "fa_control": d.fa_control_id, "delta_vs_fa": d.delta_vs_fa,
                      "scratch_e2e": d.scratch_e2e_id,
                      "delta_vs_scratch_e2e": d.delta_vs_scratch_e2e})
     return _json_safe({
         "exp_folder": report.exp_folder, "metric": report.metric,
-        "cost_axis": report.cost_axis, "generated_at": report.generated_at, "runs": runs,
+        "metric_reason": report.metric_reason, "cost_axis": report.cost_axis,
+        "generated_at": report.generated_at, "runs": runs,
+        "groups": [{"label": group_label(g.key), "key": dataclasses.asdict(g.key),
+                    "run_ids": list(g.run_ids), "best_id": g.best_id}
+                   for g in report.groups],
         "comparisons": [{**dataclasses.asdict(c), "delta": c.delta}
                         for c in report.comparisons],
         "gates": [dataclasses.asdict(g) for g in report.gates]})
@@ -306,7 +383,7 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 def render_markdown(report: LedgerReport) -> str:
     """Paper-ready tables: runs with cumulative cost and deltas, matched pairs, the gate."""
-    deltas = _by_run(report)
+    deltas, sweep_best = _by_run(report), _sweep_best(report)
     m, dash = report.metric, "—"
     rows = []
     for r in report.runs:
@@ -317,19 +394,27 @@ def render_markdown(report: LedgerReport) -> str:
                      fmt_hours(d.budget.device_hours), fmt_num(d.value, 3, missing=dash),
                      fmt_num(d.delta_vs_fa, 3, signed=True, missing=dash),
                      fmt_num(d.delta_vs_scratch_e2e, 3, signed=True, missing=dash),
-                     _status(r)])
+                     _status(r), "*" if r.run_id in sweep_best else ""])
     parts = [f"### Runs: `{report.exp_folder}`", "",
              _md_table(["Run", "Path", "Stage", "Model", "Ctx", "Restore", "Steps",
                         "Tokens (cum.)", "Device-h (cum.)", m, f"Δ{m} vs FA",
-                        f"Δ{m} vs E2E scratch", "Status"], rows,
-                       [False] * 5 + [False] + [True] * 6 + [False]),
+                        f"Δ{m} vs E2E scratch", "Status", "Sweep best"], rows,
+                       [False] * 5 + [False] + [True] * 6 + [False, False]),
              "",
+             f"Metric: `{m}` ({report.metric_reason}). "
              "Costs are cumulative over each run's lineage (the imported checkpoint is free). "
              "Δ vs FA: against the family's FA run on the same path and context; "
              "Δ vs E2E scratch: against the scratch TTT-E2E run at the same context."]
+    sweeps = _sweep_lines(report, "- ", dash)
+    if sweeps:
+        parts += ["", _sweeps_note(report), "", *sweeps]
     failed = [r for r in report.runs if r.status is RunStatus.FAILED]
     if failed:
         parts += [""] + [f"- {r.run_id} failed: {r.failure_reason}" for r in failed]
+    interrupted = _interrupted(report)
+    if interrupted:
+        parts += [""] + [f"- {r.run_id} interrupted at step {r.steps_completed}: "
+                         f"{r.interrupt_reason}" for r in interrupted]
     if report.comparisons:
         parts += ["", "### Matched comparisons (vs scratch TTT-E2E)", "",
                   _md_table(["Run", "vs", "Matched on", "Budget", m, f"Ref. {m}", f"Δ{m}",

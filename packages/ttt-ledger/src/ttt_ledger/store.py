@@ -5,7 +5,8 @@ readers see the last committed state while a writer works; every write is one
 `BEGIN IMMEDIATE … COMMIT` transaction, so a process killed mid-write leaves the
 previous rows intact (the uncommitted tail of the WAL is ignored on the next open).
 Records are stored as JSON next to a few indexed columns, so adding a record field
-needs no table migration; the schema version guards the table layout itself.
+(or a status: `status` is a text column) needs no table migration; the schema version
+guards the table layout itself.
 """
 
 from __future__ import annotations
@@ -255,7 +256,8 @@ class Ledger:
                 raise RunStateError(f"run {exp_folder}/{run_id} already completed at "
                                     f"{current.finished_at}; pass rerun=True to run it again")
             changes: dict[str, Any] = dict(
-                status=RunStatus.RUNNING, failure_reason=None, restore=restore,
+                status=RunStatus.RUNNING, failure_reason=None, interrupt_reason=None,
+                restore=restore,
                 device_kind=device_kind, device_count=device_count, started_at=utc_now(),
                 finished_at=None)
             if config_hash is not None:
@@ -309,6 +311,7 @@ class Ledger:
             else:
                 best = dict(best_metrics)
             changes: dict[str, Any] = dict(status=RunStatus.COMPLETED, failure_reason=None,
+                                           interrupt_reason=None,
                                            final_metrics=dict(final_metrics),
                                            best_metrics=best, finished_at=utc_now())
             for name, value in (("steps_completed", steps_completed),
@@ -322,7 +325,30 @@ class Ledger:
         if not reason:
             raise LedgerError(f"run {exp_folder}/{run_id}: a failure needs a reason")
         return self.update_run(exp_folder, run_id, status=RunStatus.FAILED,
-                               failure_reason=reason, finished_at=utc_now())
+                               failure_reason=reason, interrupt_reason=None,
+                               finished_at=utc_now())
+
+    def interrupt_run(self, exp_folder: str, run_id: str, *, reason: str,
+                      steps_completed: int, tokens_seen: int,
+                      wall_clock_s: float) -> RunRecord:
+        """Mark a running run interrupted (a signal, the scheduler), with its budgets so far.
+
+        Unlike a failure, the run stopped on purpose where it can resume: `reason` says how
+        (e.g. "SIGTERM at step 12; resume with training.load_part=all"), and a later
+        start_run resumes it. Only a running run can be interrupted, so an interrupt
+        arriving late never overwrites a finished or failed result.
+        """
+        if not reason:
+            raise LedgerError(f"run {exp_folder}/{run_id}: an interruption needs a reason")
+        with self.transaction():
+            current = self.get_run(exp_folder, run_id)
+            if current.status is not RunStatus.RUNNING:
+                raise RunStateError(f"run {exp_folder}/{run_id} is {current.status.value}, "
+                                    f"not running; only a running run can be interrupted")
+            return self.update_run(exp_folder, run_id, status=RunStatus.INTERRUPTED,
+                                   interrupt_reason=reason, steps_completed=steps_completed,
+                                   tokens_seen=tokens_seen, wall_clock_s=wall_clock_s,
+                                   finished_at=utc_now())
 
     def append_eval(self, exp_folder: str, run_id: str, result: EvalResult) -> RunRecord:
         """Append one evaluation result (stamped with the time it arrived)."""

@@ -2,7 +2,9 @@
 
 The ledger lives at `<exp-dir>/ledger.sqlite` (default exp-dir: ./experiments) and
 holds every experiment folder of that directory; `--exp-folder` picks one. Reading
-never creates a ledger: a missing file is an error that names the path.
+never creates a ledger: a missing file is an error that names the path. The metric is
+the held-out loss when the runs record one, else the train loss, unless `--metric`
+names another that the folder records.
 """
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ttt_ledger import AXES, FORMATS, Ledger, LedgerError, build_report, ledger_path, render
+from ttt_ledger import (
+    AXES,
+    FORMATS,
+    Ledger,
+    LedgerError,
+    build_report,
+    check_metric,
+    ledger_path,
+    render,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="report runs, matched comparisons and the success gate",
         description="Report the runs of one experiment folder from <exp-dir>/ledger.sqlite: "
                     "budgets, lineage-cumulative cost, deltas vs FA and scratch TTT-E2E, "
-                    "token- and wall-clock-matched comparisons, and the success gate.")
+                    "token- and wall-clock-matched comparisons, and the success gate. "
+                    "Runs of one kind (a sweep) are compared through each group's best "
+                    "completed run.")
     parser.add_argument("--exp-folder", required=True, help="experiment folder to report")
     parser.add_argument("--exp-dir", type=Path, default=Path("experiments"),
                         help="directory holding ledger.sqlite (default: ./experiments)")
@@ -27,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output format (default: table)")
     parser.add_argument("--plots", type=Path, default=None, metavar="DIR",
                         help="also write PNG plots (frontier, per-position NLL) to DIR")
-    parser.add_argument("--metric", default="loss",
-                        help="metric compared: a final-metric name, or eval/<eval>/<key> "
-                             "(default: loss)")
+    parser.add_argument("--metric", default=None,
+                        help="metric compared: a final-metric name (loss, heldout_loss) or "
+                             "eval/<eval>/<key> (default: eval/heldout/loss when the runs "
+                             "record a held-out loss, else loss)")
     parser.add_argument("--cost-axis", choices=AXES, default="wall_clock_s",
                         help="cost the success gate compares (default: wall_clock_s)")
     parser.set_defaults(func=run)
@@ -44,12 +58,14 @@ def run(args: argparse.Namespace) -> int:
                 print(f"ttt report: no runs in experiment folder {args.exp_folder!r} of "
                       f"{ledger.path} (folders there: {folders})", file=sys.stderr)
                 return 2
+        if args.metric is not None:
+            check_metric(experiment, args.metric)
         report = build_report(experiment, args.metric, cost_axis=args.cost_axis)
         sys.stdout.write(render(report, args.format))
         if args.plots is not None:
             from ttt_ledger.plots import write_plots
 
-            for path in write_plots(experiment, args.plots, args.metric):
+            for path in write_plots(experiment, args.plots, report.metric):
                 print(f"wrote {path}", file=sys.stderr)
     except LedgerError as e:
         print(f"ttt report: {e}", file=sys.stderr)
