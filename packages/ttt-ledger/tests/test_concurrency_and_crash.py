@@ -22,6 +22,7 @@ from ttt_ledger import Ledger, MetricPoint, RunRecord
 
 db, tag, n, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 ledger = Ledger(db)
+Path(f"{go}.{tag}.ready").touch()
 while not go.exists():          # start both writers together
     time.sleep(0.001)
 t0 = time.time()
@@ -53,7 +54,10 @@ def test_two_processes_writing_concurrently_lose_nothing(tmp_path):
                                  str(N_PER_WRITER), str(go)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for tag in ("w1", "w2")]
-    time.sleep(0.5)  # let both import and wait at the start line
+    deadline = time.time() + 120  # both imported and waiting at the start line, however slow
+    while not all(Path(f"{go}.{tag}.ready").exists() for tag in ("w1", "w2")):
+        assert time.time() < deadline, "writers never reached the start line"
+        time.sleep(0.01)
     go.touch()
     spans = []
     for w in writers:
