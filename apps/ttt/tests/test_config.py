@@ -113,7 +113,9 @@ def test_unknown_key_names_the_file(tmp_path: Path):
 
 
 @pytest.mark.parametrize("override, match", [
-    ("training.optimizer_outer.lr_decay_steps=7", "decay_steps=7 must be at least warmup_steps"),
+    ("training.optimizer_outer.lr_decay_steps=7",
+     r"lr_decay_steps \(set in the command-line .*\): lr_decay_steps=7 must be at least "
+     "lr_warmup_steps=480"),
     ("training.dummy_dataset=true", "dummy_dataset"),
     ("model.resid_pdrop=0.1", "dropout"),
     ("training.load_part=some", "load_part"),

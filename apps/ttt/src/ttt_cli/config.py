@@ -1,28 +1,65 @@
-"""Hydra composition of a run's config, offline, with the compose API.
+"""Hydra composition of a run's config, offline, with the compose API, and its schema.
 
 `+experiment=<path>` and `key=value` overrides mean what they mean in the official
 TTT-E2E repo: the primary config (`configs/config.yaml`) selects one option per group
 (`training`, `model`, `backend`, `deploy_paths`), an experiment file (`# @package
 _global_`) overrides group choices and keys, and command-line overrides win over both.
-Extra config directories (`--config-dir`) are searched before the packaged ones.
+Extra config directories (`--config-dir`) add config files; Hydra reads a packaged file
+before an extra one of the same name, so such a shadowing file is refused, not ignored.
+
+The composition is kept as its layers (each file in merge order, then the command line)
+so that errors name the file or override that set a key, and so that a value can be
+judged by how recent its layer is. The schema is the base files (`configs/*/base_*.yaml`):
+every key a run may set, typed by its default.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import NoneType, UnionType
+from typing import Any, get_args, get_origin
 
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRIMARY = "config"
 GROUPS = ("training", "model", "backend", "deploy_paths")
+
+# The type of each key whose default does not show it (null, ??? or an interpolation).
+# Only a key whose type admits None may be null.
+DECLARED_TYPES: dict[str, Any] = {
+    **dict.fromkeys((
+        "backend.coordinator_address", "backend.backend", "backend.compilation_cache_dir",
+        "deploy_paths.checkpoint", "training.run_id", "training.dataset_path",
+        "training.warmstart_recipe", "training.wandb_entity", "training.wandb_project",
+        "training.wandb_key", "training.ledger.family", "training.ledger.path",
+        "training.ledger.stage"), str | None),
+    **dict.fromkeys((
+        "backend.num_processes", "backend.process_id", "backend.num_devices",
+        "model.output_size", "model.num_key_value_heads", "model.head_dim",
+        "model.prime_intermediate_size", "model.ttt_intermediate_size", "training.resume_step",
+        "training.n_data_parallel"), int | None),
+    **dict.fromkeys((
+        "training.optimizer_outer.lr_warmup_fraction",
+        "training.optimizer_outer.lr_decay_fraction", "training.ilr_warmup_fraction"),
+        float | None),
+    "backend.local_device_ids": int | list[int] | str | None,
+    "model.attention_kinds": list[str] | None,
+    "deploy_paths.data": dict[str, str | None],  # any dataset name: its token store
+    "training.exp_name": str,
+    "training.optimizer_outer.lr_decay_steps": int,
+}
 
 
 class RunConfigError(ValueError):
@@ -30,76 +67,85 @@ class RunConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ConfigLayer:
+    """What one merge step of the composition sets: a config file (its keys placed at its
+    package) or the command line (every key=value override of the run, together)."""
+
+    source: str
+    values: dict[str, Any]  # dotted key -> value as written (interpolations unresolved)
+    lines: dict[str, str] = field(default_factory=dict)  # command line: key -> its override
+
+    def sets(self, dotted_key: str) -> bool:
+        return any(_overlap(k, dotted_key) for k in self.values)
+
+    def where(self, dotted_key: str) -> str:
+        for key, line in self.lines.items():
+            if _overlap(key, dotted_key):
+                return f"the command-line override {line!r}"
+        return self.source
+
+
+def _overlap(set_key: str, dotted_key: str) -> bool:
+    """Setting `set_key` sets `dotted_key`: the same key, one inside it, or its parent."""
+    return (set_key == dotted_key or set_key.startswith(f"{dotted_key}.")
+            or dotted_key.startswith(f"{set_key}."))
+
+
+@dataclass(frozen=True)
 class ComposedConfig:
-    """The composed config (interpolations unresolved), what it was built from, and the
-    files it read, so errors can name the file that set a key."""
+    """The composed config (interpolations unresolved), what it was built from, and its
+    layers, oldest first, so errors can name the file that set a key."""
 
     cfg: DictConfig
     overrides: tuple[str, ...]
     choices: dict[str, str]
-    search_dirs: tuple[Path, ...]
+    layers: tuple[ConfigLayer, ...]
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self, group: str | None = None) -> dict[str, Any]:
+        """Every value final (of one group only, when given: nothing else must resolve)."""
         try:
-            return OmegaConf.to_container(self.cfg, resolve=True, throw_on_missing=True)
+            return OmegaConf.to_container(self.cfg if group is None else self.cfg[group],
+                                          resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as e:
-            raise RunConfigError(f"config does not resolve: {e}") from e
+            raise self._resolve_error(e) from e
 
     def unresolved(self) -> dict[str, Any]:
         return OmegaConf.to_container(self.cfg, resolve=False)
 
-    def files(self) -> list[tuple[Path, str]]:
-        """(file, package) of every config file selected by the group choices."""
-        out = [(self._find(PRIMARY), "")]
-        for group, option in self.choices.items():
-            if group.startswith("hydra") or option is None:
-                continue
-            path = self._find(f"{group}/{option}")
-            if path is not None:
-                out.append((path, "" if group == "experiment" else group.split("/")[0]))
-        return [(p, pkg) for p, pkg in out if p is not None]
+    def checked(self, group: str | None = None) -> dict[str, Any]:
+        """The resolved config (or only `group`), every key known and every value of the
+        schema's type (an int where a float is expected becomes that float)."""
+        unresolved = self.unresolved()
+        tree = unresolved if group is None else {group: unresolved[group]}
+        _refuse_unknown_keys(_unknown_keys(tree), self)
+        return _typed(self.resolved() if group is None else {group: self.resolved(group)},
+                      self)
 
-    def _find(self, name: str) -> Path | None:
-        for d in (*self.search_dirs, CONFIG_DIR):
-            path = d / f"{name}.yaml"
-            if path.is_file():
-                return path
-        return None
+    def layer_index(self, dotted_key: str) -> int | None:
+        """Index in `layers` of the newest layer that sets `dotted_key` (None: none does)."""
+        hits = [i for i, layer in enumerate(self.layers) if layer.sets(dotted_key)]
+        return hits[-1] if hits else None
 
     def where_set(self, dotted_key: str) -> str:
         """Which config file sets `dotted_key` (or the command line), for error messages."""
-        for path, package in reversed(self.files()):
-            text = path.read_text()
-            if "@package _global_" in text.split("\n", 1)[0] or "# @package _global_" in text:
-                package = ""
-            try:
-                data = yaml.safe_load(text) or {}
-            except yaml.YAMLError:
-                continue
-            prefix = f"{package}." if package else ""
-            if _has_key(data, dotted_key, prefix):
-                return str(path)
-        for o in self.overrides:
-            if o.lstrip("+~").split("=", 1)[0] == dotted_key:
-                return f"the command-line override {o!r}"
-        return "the composed config"
+        index = self.layer_index(dotted_key)
+        return "the composed config" if index is None else self.layers[index].where(dotted_key)
 
-
-def _has_key(data: Any, dotted: str, prefix: str) -> bool:
-    if prefix and not dotted.startswith(prefix):
-        return False
-    node = data
-    for part in dotted[len(prefix):].split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+    def _resolve_error(self, e: OmegaConfBaseException) -> RunConfigError:
+        key = getattr(e, "full_key", None)
+        if not key:
+            return RunConfigError(f"config does not resolve: {_one_line(str(e))}")
+        if isinstance(e, MissingMandatoryValue):
+            return RunConfigError(f"{key} (set in {self.where_set(key)}) has no value: give "
+                                  f"one, e.g. on the command line {key}=...")
+        return RunConfigError(f"{key} (set in {self.where_set(key)}) does not resolve: "
+                              f"{str(e).splitlines()[0]}")
 
 
 def compose_config(overrides: Sequence[str] = (), config_dirs: Sequence[str | Path] = ()
                    ) -> ComposedConfig:
-    """Compose the primary config with `overrides` (Hydra syntax), searching `config_dirs`
-    before the packaged configs."""
+    """Compose the primary config with `overrides` (Hydra syntax), also searching
+    `config_dirs` for config files."""
     dirs = tuple(Path(d).resolve() for d in config_dirs)
     for d in dirs:
         if not d.is_dir():
@@ -108,14 +154,78 @@ def compose_config(overrides: Sequence[str] = (), config_dirs: Sequence[str | Pa
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(PRIMARY, overrides=[*extra, *overrides], return_hydra_config=True)
+            defaults = GlobalHydra.instance().config_loader().compute_defaults_list(
+                PRIMARY, [*extra, *overrides], RunMode.RUN)
     except (HydraException, OmegaConfBaseException) as e:
+        _refuse_unknown_override(overrides)
+        detail = str(e).split("\nConfig search path:")[0]  # the paths add nothing here
         raise RunConfigError(f"config does not compose with overrides {list(overrides)}: "
-                             f"{e}") from e
+                             f"{_one_line(detail)}") from e
     choices = {k: v for k, v in OmegaConf.to_container(cfg.hydra.runtime.choices).items()
                if not k.startswith("hydra")}
     with _unlocked(cfg):
         del cfg["hydra"]
-    return ComposedConfig(cfg, tuple(overrides), choices, dirs)
+    return ComposedConfig(cfg, tuple(overrides), choices, _layers(defaults, dirs))
+
+
+def _layers(defaults: Any, dirs: tuple[Path, ...]) -> tuple[ConfigLayer, ...]:
+    """The files of Hydra's defaults list in merge order, then the command line."""
+    layers = []
+    for default in defaults.defaults:
+        package = default.package or ""
+        if default.config_path is None or package == "hydra" or package.startswith("hydra."):
+            continue
+        path = _find(default.config_path, dirs)
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        data.pop("defaults", None)
+        prefix = package.removeprefix("_global_").lstrip(".")
+        layers.append(ConfigLayer(_display(path), _flatten(data, f"{prefix}." if prefix else "")))
+    values, lines = {}, {}
+    for override in defaults.overrides.config_overrides:
+        key = override.key_or_group
+        if key.startswith("hydra."):
+            continue
+        value = None if override.is_delete() else override.value()
+        flat = _flatten(value, f"{key}.") if isinstance(value, dict) and value else {key: value}
+        values.update(flat)
+        lines.update(dict.fromkeys(flat, override.input_line))
+    if values:
+        layers.append(ConfigLayer("the command line", values, lines))
+    return tuple(layers)
+
+
+def _find(config_path: str, dirs: tuple[Path, ...]) -> Path:
+    """The file Hydra reads for `config_path`: the packaged one first, then the extra
+    directories in order; a file in an extra directory that a packaged one shadows is
+    refused (Hydra would silently ignore it)."""
+    search = dict.fromkeys((CONFIG_DIR.resolve(), *dirs))
+    found = [p for d in search if (p := d / f"{config_path}.yaml").is_file()]
+    if not found:
+        raise RunConfigError(f"config {config_path} not found in {list(search)}")
+    if len(found) > 1:
+        raise RunConfigError(f"{found[1]} has the name of {found[0]}, which Hydra reads "
+                             "instead: give it another name")
+    return found[0]
+
+
+def _display(path: Path) -> str:
+    packaged = CONFIG_DIR.resolve()
+    return (f"configs/{path.relative_to(packaged)}" if path.is_relative_to(packaged)
+            else str(path))
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 class _unlocked:
@@ -130,15 +240,192 @@ class _unlocked:
         OmegaConf.set_struct(self.cfg, True)
 
 
-def write_configs(composed: ComposedConfig, run_dir: str | Path) -> tuple[Path, Path]:
+# -- schema ---------------------------------------------------------------------------
+
+@functools.cache
+def config_schema() -> dict[str, Any]:
+    """Dotted key -> type, for every key the base files declare: the type of its default,
+    or the declared one (`DECLARED_TYPES`)."""
+    schema: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, default in node.items():
+            dotted = f"{prefix}{key}"
+            if dotted in DECLARED_TYPES:
+                schema[dotted] = DECLARED_TYPES[dotted]
+            elif isinstance(default, dict):
+                walk(default, f"{dotted}.")
+            else:
+                schema[dotted] = _type_of_default(dotted, default)
+
+    for group in GROUPS:
+        base = OmegaConf.load(CONFIG_DIR / group / f"base_{group}.yaml")
+        walk(OmegaConf.to_container(base, resolve=False), f"{group}.")
+    stale = sorted(set(DECLARED_TYPES) - set(schema))
+    if stale:
+        raise TypeError(f"DECLARED_TYPES names keys no base file declares: {stale}")
+    return schema
+
+
+def _type_of_default(dotted: str, default: Any) -> Any:
+    if isinstance(default, list) and default:
+        return list[_type_of_default(dotted, default[0])]
+    if type(default) in (bool, int, float) or (isinstance(default, str) and "${" not in default
+                                                and default != "???"):
+        return type(default)
+    raise TypeError(f"{dotted}: its default {default!r} does not show its type; declare it "
+                    "in DECLARED_TYPES")
+
+
+@functools.cache
+def _schema_nodes() -> frozenset[str]:
+    """Dotted keys of the mappings that hold schema keys (`training`, `training.ledger`)."""
+    return frozenset(".".join(k.split(".")[:i]) for k in config_schema()
+                     for i in range(1, k.count(".") + 1))
+
+
+def _is_known(dotted: str) -> bool:
+    """A schema key, a mapping of them, or a name inside a free-form mapping."""
+    if dotted in config_schema() or dotted in _schema_nodes():
+        return True
+    parent = dotted.rsplit(".", 1)[0]
+    return "." in dotted and get_origin(config_schema().get(parent)) is dict
+
+
+def _unknown_keys(cfg: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of `cfg` that the schema (the base files) does not declare."""
+    out = []
+    for key, value in cfg.items():
+        dotted = f"{prefix}{key}"
+        if not _is_known(dotted):
+            out.append(dotted)
+        elif isinstance(value, dict) and dotted in _schema_nodes():
+            out += _unknown_keys(value, f"{dotted}.")
+    return out
+
+
+def _refuse_unknown_keys(keys: Sequence[str], composed: ComposedConfig) -> None:
+    """One line naming each unknown key, where it was set, and the nearest known key."""
+    if keys:
+        raise RunConfigError("; ".join(_unknown(k, composed.where_set(k)) for k in keys))
+
+
+def _unknown(key: str, where: str) -> str:
+    near = difflib.get_close_matches(key, sorted(config_schema()), n=1, cutoff=0.8)
+    hint = (f"did you mean {near[0]}?" if near else
+            f"known keys and their defaults are in {CONFIG_DIR}/<group>/base_*.yaml")
+    return f"unknown config key {key} (set in {where}); {hint}"
+
+
+def _refuse_unknown_override(overrides: Sequence[str]) -> None:
+    """Hydra refuses `a.b=v` for a key no file declares, in a message of several lines;
+    say which key, and the nearest known one."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return  # a syntax error: Hydra's own message says where
+    for o in parsed:
+        key = o.key_or_group
+        if "." in key and not key.startswith("hydra.") and not _is_known(key):
+            raise RunConfigError(_unknown(key, f"the command-line override {o.input_line!r}"))
+
+
+def _typed(resolved: dict[str, Any], composed: ComposedConfig) -> dict[str, Any]:
+    """A copy of `resolved` holding every schema key of its groups, each value checked
+    against (and normalised to) the schema's type."""
+    out: dict[str, Any] = {}
+    for key, tp in config_schema().items():
+        if key.split(".", 1)[0] not in resolved:
+            continue
+        node, target, parts = resolved, out, key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(parts[:depth + 1])
+            node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise RunConfigError(f"{where} (set in {composed.where_set(where)}): expected a "
+                                     f"mapping with the keys of its base file, got "
+                                     f"{_show(node)}")
+            target = target.setdefault(part, {})
+        if parts[-1] not in node:
+            raise RunConfigError(f"{key} (set in {composed.where_set(key)}) is missing; its "
+                                 f"default is in {CONFIG_DIR}/{parts[0]}/base_{parts[0]}.yaml")
+        ok, value = _conform(node[parts[-1]], tp)
+        if not ok:
+            raise RunConfigError(f"{key} (set in {composed.where_set(key)}): expected "
+                                 f"{_describe(tp)}, got {_show(node[parts[-1]])}")
+        target[parts[-1]] = value
+    return out
+
+
+def _conform(value: Any, tp: Any) -> tuple[bool, Any]:
+    """(True, the value as `tp` holds it) when `value` is a `tp`, else (False, None). Ints
+    are numbers; an integral float is an int; a number is a string (a name like 2024)."""
+    if isinstance(tp, UnionType):
+        for member in get_args(tp):
+            ok, conformed = _conform(value, member)
+            if ok:
+                return ok, conformed
+        return False, None
+    origin = get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list):
+            return False, None
+        items = [_conform(v, get_args(tp)[0]) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            return False, None
+        items = {k: _conform(v, get_args(tp)[1]) for k, v in value.items()}
+        return all(ok for ok, _ in items.values()), {k: v for k, (_, v) in items.items()}
+    if tp is bool or tp is NoneType:
+        return isinstance(value, tp), value
+    if isinstance(value, bool | NoneType):
+        return False, None
+    if tp is int:
+        ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        return ok, int(value) if ok else None
+    if tp is float:
+        ok = isinstance(value, int | float)
+        return ok, float(value) if ok else None
+    if isinstance(value, str):
+        return True, value
+    ok = isinstance(value, int | float)
+    return ok, str(value) if ok else None
+
+
+_WORDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+          float: ("a number", "numbers"), str: ("a string", "strings"),
+          NoneType: ("null", "nulls")}
+
+
+def _describe(tp: Any) -> str:
+    if isinstance(tp, UnionType):
+        return " or ".join(_describe(member) for member in get_args(tp))
+    if get_origin(tp) is list:
+        return f"a list of {_WORDS[get_args(tp)[0]][1]}"
+    if get_origin(tp) is dict:
+        return f"a mapping of names to {_describe(get_args(tp)[1])}"
+    return _WORDS[tp][0]
+
+
+def _show(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
+def write_configs(composed: ComposedConfig, run_dir: str | Path,
+                  resolved: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write `config_unresolved.yaml` (interpolations kept, overrides listed) and
-    `config_resolved.yaml` (every value final) into the run directory."""
+    `config_resolved.yaml` (every value final: `resolved`, the values the run uses, when
+    given) into the run directory."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     unresolved = {"overrides": list(composed.overrides), "choices": composed.choices,
                   **composed.unresolved()}
+    final = composed.resolved() if resolved is None else resolved
     paths = (run_dir / "config_unresolved.yaml", run_dir / "config_resolved.yaml")
-    for path, data in zip(paths, (unresolved, composed.resolved()), strict=True):
+    for path, data in zip(paths, (unresolved, final), strict=True):
         tmp = path.with_suffix(".yaml.tmp")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False))
         tmp.replace(path)
