@@ -26,7 +26,7 @@ def test_resume_reproduces_uninterrupted_losses_meta_mode(tmp_path: Path, store:
     assert main(["train", *tiny_overrides(tmp_path, store, name="part",
                                           **{**e2e, "training.break_step": 3})]) == 0
     assert sorted(losses(run_dir(tmp_path, "part"))) == [1, 2, 3]
-    assert _ledger_run(tmp_path, "part").status is RunStatus.FAILED  # stopped early, says why
+    assert _ledger_run(tmp_path, "part").status is RunStatus.INTERRUPTED  # says why, and how
     capsys.readouterr()
     assert main(["train", *tiny_overrides(tmp_path, store, name="part",
                                           **{**e2e, "training.load_part": "all"})]) == 0

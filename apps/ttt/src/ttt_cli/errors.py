@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ttt_cli.config import RunConfigError
 from ttt_cli.data_feed import DataSetupError
+from ttt_cli.run_lock import RunLockedError
 from ttt_cli.runtime import RuntimeSetupError
 from ttt_cli.warmstart import WarmStartError
 from ttt_data.errors import DataError
@@ -14,4 +15,4 @@ from ttt_model.config import ConfigError
 
 BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
     RunConfigError, ConfigError, CheckpointError, WarmStartError, DataError, DataSetupError,
-    RuntimeSetupError, LedgerError)
+    RuntimeSetupError, LedgerError, RunLockedError)

@@ -143,6 +143,7 @@ class Pipeline:
         self.opts, self.echo = opts, echo
         self.folder_dir = opts.exp_dir / opts.exp_folder
         self.outcomes: list[StageOutcome] = []
+        self.interrupted: int | None = None  # the signal that stopped the pipeline
         self.imports: list[dict[str, Any]] = []
         self.data: dict[str, dict[str, str]] = {}
 
@@ -262,11 +263,15 @@ class Pipeline:
                 if record.checkpoint_source and record.checkpoint_source.startswith("import-"):
                     self.import_base(record.family)
                 out.overrides = self.stage_overrides(record, stores)
+                if self.opts.skip_existing and self._interrupted(record):
+                    out.overrides += ["training.load_part=all", "training.resume_exp_name="]
+                    self.echo(f"{head}: resuming its interrupted run (load_part=all)")
                 self.echo(f"{head}: {record.model_kind.upper()} {record.train_mode}, "
                           f"input {record.checkpoint_source or 'fresh'} -> "
                           f"{record.output_checkpoint}")
                 result = run_stage(compose_config(out.overrides, self.opts.config_dirs))
                 out.status = result.status
+                self.interrupted = result.signal
                 out.train_loss = result.train_loss
                 out.heldout_loss = result.heldout.loss if result.heldout else None
             except Exception as e:  # one stage's failure must not lose the others
@@ -279,6 +284,10 @@ class Pipeline:
                           f"{out.train_loss:.4f}, held-out loss "
                           f"{_fmt(out.heldout_loss)}")
             self._finish(out, done)
+            if self.interrupted is not None:  # stop here; --skip-existing resumes the stage
+                self.echo(f"{head}: interrupted by signal {self.interrupted} (checkpointed); "
+                          "rerun the same command with --skip-existing to resume")
+                break
         return self.outcomes
 
     def _finish(self, out: StageOutcome, done: dict[str, str]) -> None:
@@ -290,6 +299,12 @@ class Pipeline:
         with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
             current = ledger.get_run(record.exp_folder, record.run_id)
         return current.status is RunStatus.COMPLETED and \
+            (self.ckpt_dir(record.output_checkpoint) / "latest.json").is_file()
+
+    def _interrupted(self, record: RunRecord) -> bool:
+        with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
+            current = ledger.get_run(record.exp_folder, record.run_id)
+        return current.status is RunStatus.INTERRUPTED and \
             (self.ckpt_dir(record.output_checkpoint) / "latest.json").is_file()
 
     def _check_existing(self, records: list[RunRecord]) -> None:
@@ -307,8 +322,8 @@ class Pipeline:
     def _fail_record(self, record: RunRecord, reason: str) -> None:
         with Ledger(ledger_path(self.opts.exp_dir)) as ledger:
             current = ledger.get_run(record.exp_folder, record.run_id)
-            if current.status is not RunStatus.FAILED and \
-                    current.status is not RunStatus.COMPLETED:
+            if current.status not in (RunStatus.FAILED, RunStatus.COMPLETED,
+                                      RunStatus.INTERRUPTED):
                 ledger.fail_run(record.exp_folder, record.run_id, reason)
 
     # -- outputs ----------------------------------------------------------------------

@@ -5,8 +5,12 @@
    length, tokenizer hash), batch layout, checkpoint shapes.
 3. Open the ledger record, write the configs, place the state on the mesh, compile once.
 4. Train: log every `log_freq` steps, checkpoint every `save_checkpoint_freq` steps and at
-   the end (params, optimiser, data iterator state, step), stop on a non-finite loss.
+   the end (params, optimiser, data iterator state, step), stop on a non-finite loss, and
+   on SIGTERM/SIGINT checkpoint the current step and mark the record `interrupted`.
 5. Evaluate the held-out loss at the stage's context; complete the ledger record.
+
+Only one process writes a run at a time (`run_lock`); the lock is taken before anything of
+the run is touched, so a refused second writer changes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from jax.sharding import Mesh
 from ttt_cli.config import ComposedConfig, write_configs
 from ttt_cli.data_feed import TrainFeed, heldout_batches
 from ttt_cli.evaluate import HeldoutLoss, heldout_loss
+from ttt_cli.interrupts import StopRequest, stop_on_signals
+from ttt_cli.run_lock import RunLock, describe_previous
 from ttt_cli.run_log import RunLog, format_step
 from ttt_cli.runtime import Runtime, start_runtime
 from ttt_cli.translate import StageSpec, model_kind, tokens_per_step, translate
@@ -58,7 +64,7 @@ class NonFiniteLossError(RuntimeError):
 class StageResult:
     run_id: str
     exp_name: str
-    status: str  # completed | stopped (break_step) | skipped (already complete)
+    status: str  # completed | interrupted (signal or break_step) | skipped (already done)
     step: int
     tokens_seen: int
     wall_clock_s: float
@@ -66,6 +72,7 @@ class StageResult:
     heldout: HeldoutLoss | None
     checkpoint_dir: Path
     run_dir: Path
+    signal: int | None = None  # the signal that interrupted the stage
 
 
 def place(tree: Any, mesh: Mesh) -> Any:
@@ -144,11 +151,18 @@ class _LedgerWriter:
                                  steps_completed=step, tokens_seen=tokens, wall_clock_s=wall)
         self.save_json()
 
+    def interrupt(self, reason: str, step: int, tokens: int, wall: float) -> None:
+        if self.ledger is None:
+            return
+        self.ledger.interrupt_run(self.folder, self.run_id, reason=reason,
+                                  steps_completed=step, tokens_seen=tokens, wall_clock_s=wall)
+        self.save_json()
+
     def fail(self, reason: str) -> None:
         if self.ledger is None or not self.exists():
             return
         record = self.ledger.get_run(self.folder, self.run_id)
-        if record.status is RunStatus.COMPLETED:
+        if record.status in (RunStatus.COMPLETED, RunStatus.INTERRUPTED):
             return
         self.ledger.fail_run(self.folder, self.run_id, reason)
         self.save_json()
@@ -168,18 +182,23 @@ def run_stage(composed: ComposedConfig) -> StageResult:
     after marking the stage's ledger record failed (earlier checkpoints stay)."""
     spec = translate(composed)
     runtime = start_runtime(spec.backend, spec.mesh)
+    label = f"{spec.paths.exp_folder}/{spec.paths.exp_name}"
+    lock = RunLock(spec.paths.run_dir, label) if runtime.is_primary else None
     writer = _LedgerWriter(spec, composed, runtime.is_primary)
     try:
-        return _run(spec, composed, runtime, writer)
+        with stop_on_signals() as stop:
+            return _run(spec, composed, runtime, writer, stop, lock)
     except BaseException as e:
         writer.fail(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         raise
     finally:
         writer.close()
+        if lock is not None:
+            lock.release()
 
 
 def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
-         writer: _LedgerWriter) -> StageResult:
+         writer: _LedgerWriter, stop: StopRequest, lock: RunLock | None) -> StageResult:
     t_start = time.perf_counter()
     paths, model_cfg, tc = spec.paths, spec.model, spec.train
     # -- fail fast: nothing below compiles or trains ---------------------------------
@@ -195,17 +214,23 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
     # -- run directory, ledger, log ---------------------------------------------------
     primary = runtime.is_primary
     if primary:
-        write_configs(composed, paths.run_dir)
+        write_configs(composed, paths.run_dir, spec.resolved)
     log = RunLog(paths.run_dir if primary else None, progress=spec.schedule.progress,
                  total_steps=tc.total_steps, start_step=start.step, label=spec.ledger.run_id)
+    previous = describe_previous(lock) if lock is not None else None
+    if previous is not None:
+        log.info(f"took over the lock of {previous}, which ended without releasing it")
+    for line in spec.derived:
+        log.info(f"config: {line}")
     try:
-        return _train(spec, runtime, writer, feed, eval_data, start, log, t_start)
+        return _train(spec, runtime, writer, feed, eval_data, start, log, t_start, stop)
     finally:
         log.close()
 
 
 def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: TrainFeed,
-           eval_data: list, start: StartPoint, log: RunLog, t_start: float) -> StageResult:
+           eval_data: list, start: StartPoint, log: RunLog, t_start: float,
+           stop: StopRequest) -> StageResult:
     paths, tc, sched = spec.paths, spec.train, spec.schedule
     stop_at = min(tc.total_steps, sched.break_step or tc.total_steps)
     log.info(f"stage {spec.ledger.run_id} ({paths.exp_folder}/{paths.exp_name}): "
@@ -281,14 +306,21 @@ def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: Train
             (sched.milestone_every > 0 and step % sched.milestone_every == 0)
         if due or step == stop_at:
             checkpoint(step, state)
+        signum = stop.any(runtime.process_count)
+        if signum is not None and step < stop_at:
+            if last_ckpt != step:
+                checkpoint(step, state)
+            return _interrupted(spec, writer, log, step, tokens, wall(), loss,
+                                f"{stop.name or 'a stop signal'} at step {step}", signum)
 
     if stop_at < tc.total_steps:
-        reason = (f"stopped at training.break_step={stop_at} of total_steps={tc.total_steps}; "
-                  f"resume with training.load_part=all")
-        log.info(reason)
-        writer.fail(reason)
-        return StageResult(spec.ledger.run_id, paths.exp_name, "stopped", stop_at, tokens,
-                           wall(), loss, None, paths.checkpoint_dir, paths.run_dir)
+        return _interrupted(spec, writer, log, stop_at, tokens, wall(), loss,
+                            f"stopped at training.break_step={stop_at} of "
+                            f"total_steps={tc.total_steps}", None)
+    if stop.any(runtime.process_count) is not None:  # during the last step: skip the eval
+        return _interrupted(spec, writer, log, stop_at, tokens, wall(), loss,
+                            f"{stop.name} after the last step, before the held-out eval",
+                            stop.signum)
 
     heldout = None
     if eval_data:
@@ -304,6 +336,18 @@ def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: Train
     log.info(f"done: {stop_at} steps, {tokens:,} tokens, {wall():.1f} s")
     return StageResult(spec.ledger.run_id, paths.exp_name, "completed", stop_at, tokens,
                        wall(), loss, heldout, paths.checkpoint_dir, paths.run_dir)
+
+
+def _interrupted(spec: StageSpec, writer: _LedgerWriter, log: RunLog, step: int,
+                 tokens: int, wall: float, loss: float | None, why: str,
+                 signum: int | None) -> StageResult:
+    """Close an interrupted stage: its checkpoint of `step` is written; say how to resume."""
+    reason = f"{why}; checkpoint step {step} written; resume with training.load_part=all"
+    log.info(f"INTERRUPTED: {reason}")
+    writer.interrupt(reason, step, tokens, wall)
+    paths = spec.paths
+    return StageResult(spec.ledger.run_id, paths.exp_name, "interrupted", step, tokens, wall,
+                       loss, None, paths.checkpoint_dir, paths.run_dir, signal=signum)
 
 
 def result_row(result: StageResult) -> dict[str, Any]:

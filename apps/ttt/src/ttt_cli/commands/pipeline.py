@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     except (PipelineError, LedgerError) as e:
         print(f"ttt pipeline: {e}", file=sys.stderr)
         return 2
+    if pipeline.interrupted is not None:
+        from ttt_cli.interrupts import exit_code
+
+        return exit_code(pipeline.interrupted)
     bad = [o for o in outcomes if o.status in ("failed", "blocked")]
     if bad:
         print(f"ttt pipeline: {len(bad)} stage(s) did not complete: "

@@ -7,6 +7,10 @@ Overrides follow Hydra: `group=option` picks a config file, `a.b=c` sets a key, 
 adds one. The resolved and unresolved configs, metrics.jsonl, train.log and the ledger
 record go to <exp_dir>/<exp_folder>/<exp_name>/; checkpoints to
 <checkpoint_path>/<exp_folder>/<exp_name>/.
+
+Exit codes: 0 done (or stopped at training.break_step), 2 bad input (config, checkpoint,
+data, or the run is already being written by another process), 3 non-finite loss,
+128 + signal (143 SIGTERM, 130 SIGINT) interrupted after checkpointing the current step.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="Hydra overrides, e.g. +experiment=125m/pretrain-fa-8K "
                              "training.total_steps=100")
     parser.add_argument("--config-dir", type=Path, action="append", default=[],
-                        metavar="DIR", help="extra config directory searched first "
-                                            "(repeatable)")
+                        metavar="DIR", help="extra config directory with more config "
+                                            "files (repeatable); a file there may not share "
+                                            "a packaged file's name")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config and exit without training")
     parser.set_defaults(func=run)
@@ -55,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
     except (RunConfigError, *BAD_INPUT_ERRORS) as e:
         print(f"ttt train: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if result.status == "interrupted" and result.signal is not None:
+        from ttt_cli.interrupts import exit_code
+
+        print(f"ttt train: {result.run_id} interrupted at step {result.step} (checkpointed); "
+              f"resume with training.load_part=all; run dir {result.run_dir}")
+        return exit_code(result.signal)
     heldout = f", held-out loss {result.heldout.loss:.4f}" if result.heldout else ""
     train = f", train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
     print(f"ttt train: {result.run_id} {result.status} at step {result.step}{train}{heldout}; "

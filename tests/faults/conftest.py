@@ -1,0 +1,29 @@
+"""The fault-injection suite (`nox -s faults`): break runs, checkpoints, stores, corpora and
+configs on purpose through the `ttt` command, and check that nothing already written is lost
+and that each fault ends in a resume or in a one-line refusal.
+
+It reuses the app tests' tiny stage (apps/ttt/tests/ttt_app_testlib.py): one home for the
+tiny store and the overrides of a tiny stage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps" / "ttt" / "tests"))
+
+from ttt_app_testlib import make_store  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path, _ = make_store(tmp_path_factory.mktemp("data"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(store: Path) -> Path:
+    return store.parent / "tokenizer"
