@@ -35,6 +35,7 @@ from ttt_cli.run_log import RunLog, format_step
 from ttt_cli.runtime import Runtime, start_runtime
 from ttt_cli.translate import StageSpec, model_kind, tokens_per_step, translate
 from ttt_cli.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
+from ttt_data.manifest import read_manifest
 from ttt_ledger import (
     EvalResult,
     Ledger,
@@ -220,8 +221,8 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
     previous = describe_previous(lock) if lock is not None else None
     if previous is not None:
         log.info(f"took over the lock of {previous}, which ended without releasing it")
-    for line in spec.derived:
-        log.info(f"config: {line}")
+    for line in (*(f"config: {d}" for d in spec.derived), *start.notes):
+        log.info(line)
     try:
         return _train(spec, runtime, writer, feed, eval_data, start, log, t_start, stop)
     finally:
@@ -262,12 +263,14 @@ def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: Train
     def wall() -> float:
         return wall0 + time.perf_counter() - t_start
 
+    tokenizer = store_tokenizer(spec.data.store)
+
     def checkpoint(step: int, state: TrainState) -> None:
         nonlocal points, last_ckpt
         meta = {"data_state": feed.state(), "tokens_seen": tokens, "wall_clock_s": wall(),
                 "exp_name": paths.exp_name, "train_config": tc.to_dict(),
                 "rng": {"model_seed": spec.model_seed, "data_seed": spec.data.seed},
-                "restore": start.status.label}
+                "restore": start.status.label, "tokenizer": tokenizer}
         save_checkpoint(paths.checkpoint_dir, step, params=state.params,
                         model_cfg=spec.model, opt_state=state.opt_state, meta=meta,
                         max_to_keep=sched.keep_checkpoints)
@@ -348,6 +351,15 @@ def _interrupted(spec: StageSpec, writer: _LedgerWriter, log: RunLog, step: int,
     paths = spec.paths
     return StageResult(spec.ledger.run_id, paths.exp_name, "interrupted", step, tokens, wall,
                        loss, None, paths.checkpoint_dir, paths.run_dir, signal=signum)
+
+
+def store_tokenizer(store: str) -> dict[str, Any] | None:
+    """The tokenizer (name, sha256) recorded by the token store's manifest, if it has one:
+    saved with each checkpoint so evaluation can refuse a text tokenized differently."""
+    manifest = read_manifest(store)
+    if manifest is None:
+        return None
+    return {"name": manifest.tokenizer.name, "sha256": manifest.tokenizer.sha256}
 
 
 def result_row(result: StageResult) -> dict[str, Any]:

@@ -8,10 +8,15 @@
   restore_step + 1.
 
 Every check that can fail (missing source, wrong shapes) runs before any training work.
+A damaged newest checkpoint (a failed checksum, a truncated file, NaN) is passed over for the
+newest intact one, with a warning naming the bad step, and moved aside (`<dir>/corrupt/`)
+so that the run can save that step number again; an explicitly requested step
+(`training.resume_step`) is never replaced by another.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +31,10 @@ from ttt_ledger import RestoreStatus
 from ttt_model.checkpoint import (
     LATEST,
     CheckpointError,
-    read_meta,
+    IntactCheckpoint,
+    quarantine_step,
     read_model_config,
-    restore_opt_state,
-    restore_params,
+    restore_newest_intact,
 )
 from ttt_model.config import ModelConfig, TrainConfig
 from ttt_model.model import abstract_model, build_model
@@ -90,29 +95,59 @@ def start_point(model_cfg: ModelConfig, tc: TrainConfig, restore: RestoreSpec,
         return StartPoint(graphdef, state, 0, RestoreStatus.fresh())
     try:
         if restore.load_part == "params":
-            params = _load_params(model_cfg, state.params, directory, restore, seed)
+            notes: list[str] = []
+            params = _load_params(model_cfg, state.params, directory, restore, seed, notes)
             return StartPoint(graphdef, TrainState(params, state.opt_state, state.step), 0,
-                              RestoreStatus.params(), directory)
+                              RestoreStatus.params(), directory, notes=notes)
         return _resume(graphdef, state, directory, restore)
     except CheckpointError as e:
         raise WarmStartError(f"load_part={restore.load_part} from {directory}: {e}") from e
 
 
+def _intact(directory: Path, params_target: nnx.State, opt_target: Any,
+            restore: RestoreSpec, notes: list[str]) -> IntactCheckpoint:
+    """The requested step, or the newest intact one; damaged newer steps are moved aside
+    (by the primary process) and named in `notes`."""
+    if restore.step is not None:  # asked for by number: that step or an error
+        got = restore_newest_intact(directory, params_target, opt_target, restore.step)
+        if got.skipped:
+            raise CheckpointError(got.skipped[0].reason)
+        return got
+    got = restore_newest_intact(directory, params_target, opt_target)
+    for bad in got.skipped:
+        where = (quarantine_step(directory, bad.step, bad.reason)
+                 if jax.process_index() == 0 else directory / "corrupt")
+        notes.append(f"WARNING: checkpoint step {bad.step} is damaged ({bad.reason}); moved "
+                     f"to {where}; using step {got.step}, the newest intact one")
+    return got
+
+
+def _source_config(directory: Path, restore: RestoreSpec) -> ModelConfig:
+    """The model of the source run (every step of a run holds the same one)."""
+    if restore.step is not None:
+        return read_model_config(directory, restore.step)
+    try:
+        return ModelConfig.from_dict(json.loads((directory / LATEST).read_text())
+                                     ["model_config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return read_model_config(directory)
+
+
 def _load_params(model_cfg: ModelConfig, target: nnx.State, directory: Path,
-                 restore: RestoreSpec, seed: int) -> nnx.State:
+                 restore: RestoreSpec, seed: int, notes: list[str]) -> nnx.State:
     if restore.recipe == "ttt":
-        source_cfg = read_model_config(directory, restore.step)
+        source_cfg = _source_config(directory, restore)
         if not source_cfg.prime:
-            return _insert_primes(model_cfg, source_cfg, target, directory, restore, seed)
-    return restore_params(directory, target, restore.step)
+            return _insert_primes(model_cfg, source_cfg, target, directory, restore, seed,
+                                  notes)
+    return _intact(directory, target, None, restore, notes).params
 
 
 def _resume(graphdef: nnx.GraphDef, state: TrainState, directory: Path,
             restore: RestoreSpec) -> StartPoint:
-    meta = read_meta(directory, restore.step)
-    step = int(meta["step"])
-    params = restore_params(directory, state.params, step)
-    opt_state = restore_opt_state(directory, state.opt_state, step)
+    notes: list[str] = []
+    got = _intact(directory, state.params, state.opt_state, restore, notes)
+    meta, step, params, opt_state = got.meta, got.step, got.params, got.opt_state
     data_state = meta.get("data_state")
     if data_state is None:
         raise WarmStartError(f"{directory}/{step} holds no data iterator state (saved by an "
@@ -120,7 +155,7 @@ def _resume(graphdef: nnx.GraphDef, state: TrainState, directory: Path,
     new = TrainState(params, opt_state, jax.numpy.asarray(step, jax.numpy.int32))
     return StartPoint(graphdef, new, step, RestoreStatus.resumed(step), directory,
                       data_state=data_state, tokens_seen=int(meta.get("tokens_seen", 0)),
-                      wall_clock_s=float(meta.get("wall_clock_s", 0.0)))
+                      wall_clock_s=float(meta.get("wall_clock_s", 0.0)), notes=notes)
 
 
 def _flat(state: nnx.State) -> dict[str, np.ndarray]:
@@ -137,12 +172,14 @@ def _layer_key(path: str, cfg: ModelConfig) -> str:
 
 
 def _insert_primes(target_cfg: ModelConfig, source_cfg: ModelConfig, target: nnx.State,
-                   directory: Path, restore: RestoreSpec, seed: int) -> nnx.State:
+                   directory: Path, restore: RestoreSpec, seed: int,
+                   notes: list[str]) -> nnx.State:
     """Source weights carried over by layer; prime MLPs initialised by ttt-import's recipe."""
     from ttt_import.recipes import Recipe, init_new_parameters
 
     _, source_params = nnx.split(abstract_model(source_cfg), nnx.Param)
-    source = _flat(restore_params(directory, _zeros_like(source_params), restore.step))
+    source = _flat(_intact(directory, _zeros_like(source_params), None, restore,
+                           notes).params)
     by_layer = {_layer_key(p, source_cfg): a for p, a in source.items()}
     target_flat = _flat(target)
     recipe = Recipe(kind="ttt", suffix_len=target_cfg.suffix_len, prime_init=restore.prime_init,

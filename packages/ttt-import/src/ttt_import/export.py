@@ -61,7 +61,10 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path, *,
     if cfg.attention == "sliding" or cfg.attention_kinds:
         hf_config["max_position_embeddings"] = max(hf_config.get("max_position_embeddings", 0),
                                                    cfg.sliding_window)
-    params = flatten(load_model(checkpoint_dir))
+    try:  # every array is checked (checksums, NaN/Inf) as it is read
+        params = flatten(load_model(checkpoint_dir))
+    except CheckpointError as e:
+        raise ExportError(f"{checkpoint_dir}: refused, nothing written ({e})") from None
     dtype = np.dtype(np.float32) if cfg.param_dtype == "float32" else None
     tensors = {}
     for link in fam.links(cfg):
