@@ -28,7 +28,10 @@ finiteness check only. Restoring also checks every array's shape against the tar
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
+import threading
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -335,7 +338,47 @@ def _first_unreadable(path: Path, abstract: Any) -> tuple[str, str] | None:
     return None
 
 
+_ABANDONED_READ_ERRORS = ("Encountered error while reading array", "Event loop is closed")
+
+
+def _silence_abandoned_reads() -> None:
+    """When a bulk read fails, Orbax leaves the other reads of that restore running; when
+    they fail in turn, tensorstore and asyncio report each one (an unretrieved exception, a
+    closed event loop, a task never awaited) as a traceback on stderr, long after our
+    one-line error. Installed before the first read, the filters drop exactly those reports
+    for the rest of the process; every other report reaches the previous hook."""
+    if getattr(sys.unraisablehook, "_ttt_filter", False):
+        return
+
+    def abandoned(exc: BaseException | None) -> bool:
+        return exc is not None and str(exc).startswith(_ABANDONED_READ_ERRORS)
+
+    old_unraisable, old_except, old_thread = (sys.unraisablehook, sys.excepthook,
+                                              threading.excepthook)
+
+    def unraisable(u: Any) -> None:
+        if not abandoned(u.exc_value):
+            old_unraisable(u)
+
+    def excepthook(kind: type, exc: BaseException, tb: Any) -> None:
+        if not abandoned(exc):
+            old_except(kind, exc, tb)
+
+    def thread_hook(args: Any) -> None:
+        if not abandoned(args.exc_value):
+            old_thread(args)
+
+    def log_filter(record: logging.LogRecord) -> bool:  # asyncio: "never retrieved"
+        return not (record.exc_info and abandoned(record.exc_info[1]))
+
+    logging.getLogger("asyncio").addFilter(log_filter)
+    unraisable._ttt_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook, sys.excepthook, threading.excepthook = (unraisable, excepthook,
+                                                                thread_hook)
+
+
 def _read_item(directory: Path, step: int, item: str, abstract: Any) -> Any:
+    _silence_abandoned_reads()  # before the read: abandoned reads report as soon as it fails
     try:
         with _manager(directory, create=False) as mngr:
             return mngr.restore(step, args=ocp.args.Composite(
