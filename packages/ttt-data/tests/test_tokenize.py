@@ -55,8 +55,8 @@ def test_same_input_gives_byte_identical_store_for_any_worker_count(
 def test_counts_equal_an_independent_count(store, tokenizer_dir):
     m = read_manifest(store)
     enc = expected_tokens(tokenizer_dir, DOCS)
-    # val_fraction 1/4: documents 3 and 7 (every 4th) go to val, the rest to train.
-    val_ids = {3, 7}
+    # val_fraction 1/4: documents 1 and 5 (every 4th, from the second) go to val.
+    val_ids = {1, 5}
     train = [t for i, e in enumerate(enc) if i not in val_ids for t in e]
     val = [t for i, e in enumerate(enc) if i in val_ids for t in e]
     assert read_split(store, "train").tolist() == train
@@ -119,7 +119,7 @@ def test_inputs_are_sorted_and_jsonl_field_is_chosen(tmp_path, tokenizer_dir):
     write_jsonl(tmp_path / "b.jsonl", ["second file"], field="content")
     write_jsonl(tmp_path / "a.jsonl", ["first file"], field="content")
     m = tokenize_corpus(tokenizer_dir, [tmp_path / "b.jsonl", tmp_path / "a.jsonl"],
-                        tmp_path / "s", field="content", progress=False)
+                        tmp_path / "s", field="content", val_fraction=0.0, progress=False)
     expected = [t for e in expected_tokens(tokenizer_dir, ["first file", "second file"]) for t in e]
     assert read_split(tmp_path / "s", "train").tolist() == expected
     assert m.splits["val"].tokens == 0

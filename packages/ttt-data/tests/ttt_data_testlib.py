@@ -44,3 +44,31 @@ def write_bare_array(path: Path, values: np.ndarray, chunk: int = 1000) -> None:
     }
     arr = ts.open(spec, create=True).result()
     arr.write(np.asarray(values, dtype=np.uint32)).result()
+
+
+def read_bare(array_path: Path, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """Values of a flat zarr v3 array read with a bare tensorstore spec (tensorstore's
+    defaults, so a missing chunk reads as the fill value), not through ttt_data."""
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(array_path)}}
+    arr = ts.open(spec, read=True).result()
+    return arr[lo:arr.shape[0] if hi is None else hi].read().result()
+
+
+def flip_bit_silently(array_path: Path, chunk: int, lo: int, hi: int) -> np.ndarray:
+    """Flip one bit of chunk file ``c/<chunk>`` (values [lo, hi)) such that tensorstore
+    still decodes it, to different values: the damage only a checksum can see. Returns
+    the values tensorstore now reads."""
+    path = array_path / "c" / str(chunk)
+    raw = path.read_bytes()
+    before = read_bare(array_path, lo, hi)
+    for i in range(len(raw) - 1, 0, -1):  # the payload is at the end, the header first
+        flipped = bytearray(raw)
+        flipped[i] ^= 0x01
+        path.write_bytes(bytes(flipped))
+        try:
+            after = read_bare(array_path, lo, hi)
+        except ValueError:
+            continue
+        if not np.array_equal(after, before):
+            return after
+    raise AssertionError(f"no single-bit flip of {path} decodes to different values")

@@ -18,7 +18,9 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from ttt_cli.translate import DataSpec
+from ttt_data.errors import EmptySplitError, MissingSplitError, StoreTooShortError
 from ttt_data.pipeline import BatchIterator, PipelineConfig
+from ttt_data.tokenization import DEFAULT_VAL_FRACTION
 from ttt_model.sharding import batch_sharding
 
 
@@ -116,11 +118,22 @@ def _allgather_text(text: str) -> list[str]:
 def heldout_batches(data: DataSpec, *, vocab_size: int, bos_id: int | None, mesh: Mesh,
                     process_index: int, process_count: int
                     ) -> list[tuple[jax.Array, jax.Array]]:
-    """The first `eval_batches` batches of the eval split, in store order (no shuffle)."""
+    """The first `eval_batches` batches of the eval split, in store order (no shuffle).
+    A store without enough of that split is refused saying how to make one."""
     cfg = pipeline_config(data, vocab_size=vocab_size, bos_id=bos_id, split=data.eval_split,
                           batch_size=data.eval_batch_size, process_index=process_index,
                           process_count=process_count, shuffle=False, num_epochs=1)
-    it = BatchIterator(cfg)
+    try:
+        it = BatchIterator(cfg)
+    except (MissingSplitError, EmptySplitError, StoreTooShortError) as e:
+        tokenizer = data.tokenizer_dir or "TOKENIZER_DIR"
+        also = "" if data.eval_split == "val" else " and set training.eval_split=val"
+        raise type(e)(
+            f"{e}; the held-out evaluation (training.eval_split={data.eval_split!r}, "
+            f"training.eval_batches={data.eval_batches}) needs it: re-tokenize with a val "
+            f"split, `ttt data tokenize --tokenizer {tokenizer} --input CORPUS... --out "
+            f"NEW_STORE --val-fraction {DEFAULT_VAL_FRACTION}` (a larger fraction for more "
+            f"held-out windows){also}, or set training.eval_batches=0") from None
     out = []
     for _ in range(min(data.eval_batches, it.batches_per_epoch)):
         out.append(to_global_batch(next(it), 1, mesh, process_count))

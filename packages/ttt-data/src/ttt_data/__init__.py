@@ -15,12 +15,15 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "train_bpe_tokenizer": "bpe",
-    "Document": "corpus", "expand_inputs": "corpus", "iter_documents": "corpus",
+    "CorpusInputs": "corpus", "Document": "corpus", "expand_inputs": "corpus",
+    "iter_documents": "corpus",
     "CorpusError": "errors", "DataError": "errors", "EmptySplitError": "errors",
-    "PipelineStateError": "errors", "StoreError": "errors", "StoreTooShortError": "errors",
+    "MissingSplitError": "errors", "PipelineStateError": "errors",
+    "StoreCorruptError": "errors", "StoreError": "errors", "StoreTooShortError": "errors",
     "TokenizerError": "errors", "TokenizerMismatchError": "errors",
     "TokenIdOutOfRangeError": "errors",
-    "Manifest": "manifest", "SplitStats": "manifest", "read_manifest": "manifest",
+    "ChunkChecksums": "manifest", "Manifest": "manifest", "SplitStats": "manifest",
+    "read_manifest": "manifest",
     "BatchIterator": "pipeline", "PipelineConfig": "pipeline", "batches": "pipeline",
     "build_dataset": "pipeline", "make_batch": "pipeline",
     "check_split": "store", "list_splits": "store", "open_split": "store",
@@ -29,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "write_synth_corpus": "synth",
     "tokenize_corpus": "tokenization",
     "TokenizerInfo": "tokenizer", "describe_tokenizer": "tokenizer", "load_tokenizer": "tokenizer",
+    "SplitVerdict": "verify", "format_verdict": "verify", "verify_store": "verify",
     "TokenWindows": "windows",
 }
 

@@ -24,6 +24,15 @@ class StoreError(DataError):
     """A token store is missing, malformed, or would be overwritten."""
 
 
+class MissingSplitError(StoreError):
+    """The store has no array for the requested split."""
+
+
+class StoreCorruptError(StoreError):
+    """A chunk of a store is missing on disk, cannot be decoded, or differs from the
+    checksum its manifest recorded: the tokens cannot be trusted."""
+
+
 class EmptySplitError(StoreError):
     """A split holds no tokens (or no windows of the requested kind)."""
 

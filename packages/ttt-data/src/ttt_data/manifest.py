@@ -14,7 +14,9 @@ from ttt_data.tokenizer import TokenizerInfo
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "ttt-data/token-store"
-FORMAT_VERSION = 1
+# 2 adds per-chunk checksums, invalid UTF-8 counts and skipped binary files; version 1
+# manifests still read (their stores cannot be verified chunk by chunk).
+FORMAT_VERSION = 2
 
 
 def tokens_per_byte(tokens: int, raw_bytes: int) -> float:
@@ -29,8 +31,23 @@ def fingerprint(split_hashes: dict[str, str]) -> str:
 
 
 @dataclass(frozen=True)
+class ChunkChecksums:
+    """crc32 of every chunk file of one flat array (``chunk`` values each, the last may be
+    short), over the file's bytes as stored: damage is found and named by chunk. (An array
+    re-encoded with other codecs holds the same tokens under other checksums.)"""
+
+    chunk: int
+    crc32: tuple[int, ...]
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ChunkChecksums:
+        return ChunkChecksums(chunk=int(d["chunk"]), crc32=tuple(int(c) for c in d["crc32"]))
+
+
+@dataclass(frozen=True)
 class SplitStats:
-    """Counts of one split. ``sha256`` is over its tokens as little-endian uint32 bytes."""
+    """Counts of one split. ``sha256`` is over its tokens as little-endian uint32 bytes.
+    Checksums cover the token array and the document index (None in version 1)."""
 
     documents: int
     tokens: int
@@ -38,11 +55,23 @@ class SplitStats:
     tokens_per_byte: float
     sha256: str
     max_token_id: int | None
+    token_checksums: ChunkChecksums | None = None
+    document_checksums: ChunkChecksums | None = None
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> SplitStats:
+        d = dict(d)
+        for key in ("token_checksums", "document_checksums"):
+            if d.get(key) is not None:
+                d[key] = ChunkChecksums.from_dict(d[key])
+        return SplitStats(**d)
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything a reader needs to trust a store: tokenizer identity, counts, fingerprint."""
+    """Everything a reader needs to trust a store: tokenizer identity, counts, fingerprint,
+    chunk checksums, and what the corpus held that was not plain UTF-8 text (None: not
+    recorded, in version 1 manifests). Skipped files are relative to their input folder."""
 
     tokenizer: TokenizerInfo
     dtype: str
@@ -55,13 +84,18 @@ class Manifest:
     raw_bytes: int = 0
     tokens_per_byte: float = 0.0
     fingerprint: str = ""
+    invalid_utf8_documents: int | None = None
+    invalid_utf8_bytes: int | None = None
+    skipped_binary_files: tuple[str, ...] | None = None
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def build(tokenizer: TokenizerInfo, dtype: str, chunk_tokens: int, val_fraction: float,
-              input_files: int, splits: dict[str, SplitStats]) -> Manifest:
+              input_files: int, splits: dict[str, SplitStats], *,
+              invalid_utf8_documents: int = 0, invalid_utf8_bytes: int = 0,
+              skipped_binary_files: tuple[str, ...] = ()) -> Manifest:
         """A manifest whose totals and fingerprint are derived from the per-split stats."""
         tokens = sum(s.tokens for s in splits.values())
         raw = sum(s.raw_bytes for s in splits.values())
@@ -71,6 +105,8 @@ class Manifest:
             documents=sum(s.documents for s in splits.values()), tokens=tokens, raw_bytes=raw,
             tokens_per_byte=tokens_per_byte(tokens, raw),
             fingerprint=fingerprint({k: s.sha256 for k, s in splits.items()}),
+            invalid_utf8_documents=invalid_utf8_documents, invalid_utf8_bytes=invalid_utf8_bytes,
+            skipped_binary_files=tuple(skipped_binary_files),
         )
 
     def to_json(self) -> str:
@@ -82,10 +118,16 @@ class Manifest:
             d = json.loads(text)
             if d.get("format") != FORMAT:
                 raise StoreError(f"{where}: format {d.get('format')!r}, expected {FORMAT!r}")
+            version = d.get("format_version")
+            if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+                raise StoreError(f"{where}: format_version {version!r}; this ttt-data reads "
+                                 f"versions 1 to {FORMAT_VERSION} (a newer ttt-data wrote it?)")
             d["tokenizer"] = TokenizerInfo.from_dict(d["tokenizer"])
-            d["splits"] = {k: SplitStats(**v) for k, v in d["splits"].items()}
+            d["splits"] = {k: SplitStats.from_dict(v) for k, v in d["splits"].items()}
+            if d.get("skipped_binary_files") is not None:
+                d["skipped_binary_files"] = tuple(d["skipped_binary_files"])
             return Manifest(**d)
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise StoreError(f"{where}: malformed manifest ({e})") from None
 
 
@@ -98,4 +140,8 @@ def read_manifest(root: str | Path) -> Manifest | None:
     path = Path(root) / MANIFEST_FILE
     if not path.is_file():
         return None
-    return Manifest.from_json(path.read_text(encoding="utf-8"), where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise StoreError(f"{path}: malformed manifest (not UTF-8: {e})") from None
+    return Manifest.from_json(text, where=str(path))

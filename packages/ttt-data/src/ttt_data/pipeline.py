@@ -24,7 +24,7 @@ from ttt_data.errors import EmptySplitError, PipelineStateError, StoreError
 from ttt_data.store import (
     CheckedSplit,
     check_split,
-    open_split,
+    open_checked_split,
     read_document_starts,
     scan_document_starts,
 )
@@ -43,7 +43,9 @@ class PipelineConfig:
     ``global_batch_size`` is split evenly over ``shard_count`` hosts. ``bos_id`` is the
     token whose positions as a target are masked; None takes it from the store manifest
     (when the store frames documents with BOS), else nothing is masked.
-    ``num_epochs=None`` repeats forever.
+    ``num_epochs=None`` repeats forever. ``verify_checksums=False`` skips checking chunks
+    against the manifest's checksums (for measuring its cost; missing chunks are still
+    refused).
     """
 
     store: str
@@ -63,6 +65,7 @@ class PipelineConfig:
     read_threads: int = 4
     prefetch_batches: int = 8
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    verify_checksums: bool = True
 
     def __post_init__(self) -> None:
         # Accept Path for convenience; keep str so the config stays JSON-serialisable.
@@ -118,12 +121,14 @@ def _window_source(cfg: PipelineConfig, checked: CheckedSplit, bos_id: int | Non
                 raise StoreError(
                     f"token store {cfg.store} has no document index ({cfg.store}/documents/"
                     f"{cfg.split}) and no bos_id is known to find document starts; pass bos_id")
-            doc_starts = scan_document_starts(open_split(cfg.store, cfg.split), bos_id)
+            tokens = open_checked_split(cfg.store, cfg.split, cache_bytes=cfg.cache_bytes,
+                                        verify=cfg.verify_checksums)
+            doc_starts = scan_document_starts(tokens, bos_id)
         starts = document_window_starts(doc_starts, checked.num_tokens, cfg.seq_len,
                                         cfg.min_document_tokens)
     return TokenWindows(cfg.store, cfg.split, cfg.seq_len, starts=starts,
                         num_tokens=checked.num_tokens, vocab_size=cfg.vocab_size,
-                        cache_bytes=cfg.cache_bytes)
+                        cache_bytes=cfg.cache_bytes, verify=cfg.verify_checksums)
 
 
 def build_dataset(cfg: PipelineConfig) -> tuple[grain.MapDataset, TokenWindows]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ttt_data.manifest import Manifest, read_manifest
-from ttt_data.store import list_splits, split_path
+from ttt_data.store import list_splits, open_checked_split, split_path
 from ttt_data.token_array import open_flat_array
 from ttt_data.tokenizer import load_tokenizer
 
@@ -32,16 +32,14 @@ def summarize_store(
     manifest), plus the first ``sample_tokens`` ids of ``split`` (default: the first
     non-empty split) decoded when a tokenizer is given."""
     root = Path(root)
-    counts = {name: int(open_flat_array(split_path(root, name)).shape[0])
-              for name in list_splits(root)}
+    counts = {name: open_flat_array(split_path(root, name)).length for name in list_splits(root)}
     manifest = read_manifest(root)
     if split is None:
         split = next((name for name, n in counts.items() if n), None)
     ids: tuple[int, ...] = ()
     text = None
     if split is not None and sample_tokens > 0 and counts.get(split):
-        arr = open_flat_array(split_path(root, split))
-        head = arr[:min(sample_tokens, counts[split])].read().result()
+        head = open_checked_split(root, split).read(0, min(sample_tokens, counts[split]))
         ids = tuple(int(i) for i in np.asarray(head))
         if tokenizer_dir is not None:
             text = load_tokenizer(tokenizer_dir).decode(list(ids), skip_special_tokens=False)
@@ -63,9 +61,19 @@ def format_summary(s: StoreSummary) -> str:
             f"  documents={m.documents} tokens={m.tokens} raw_bytes={m.raw_bytes} "
             f"tokens_per_byte={m.tokens_per_byte}",
             f"  fingerprint: {m.fingerprint}",
+            f"  manifest format version {m.format_version}: "
+            + ("chunk checksums recorded" if any(st.token_checksums for st in m.splits.values())
+               else "no chunk checksums"),
             f"  dtype={m.dtype} chunk_tokens={m.chunk_tokens} val_fraction={m.val_fraction} "
             f"input_files={m.input_files}",
         ]
+        if m.invalid_utf8_documents is not None:
+            lines.append(f"  invalid UTF-8: {m.invalid_utf8_documents} documents, "
+                         f"{m.invalid_utf8_bytes} bytes"
+                         + (" (replaced by U+FFFD)" if m.invalid_utf8_bytes else ""))
+        if m.skipped_binary_files:
+            lines.append(f"  skipped {len(m.skipped_binary_files)} binary file(s): "
+                         f"{', '.join(m.skipped_binary_files)}")
     for name, n in s.split_tokens.items():
         line = f"  split {name}: {n} tokens"
         if m is not None and name in m.splits:

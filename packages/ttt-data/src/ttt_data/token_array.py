@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorstore as ts
 
-from ttt_data.errors import StoreError
+from ttt_data.errors import StoreCorruptError, StoreError
 
 TOKEN_DTYPE = "uint32"
 DEFAULT_CHUNK_TOKENS = 1 << 17  # 512 KiB raw: an 8K window touches at most 2 chunks
@@ -43,26 +45,125 @@ def _kvstore(path: Path) -> dict[str, Any]:
     return {"driver": "file", "path": str(Path(path).resolve())}
 
 
-def open_flat_array(path: str | Path, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> ts.TensorStore:
-    """Open an existing 1-D zarr v3 array read-only (tokens of one split, or an index).
+def crc32_of_file(path: Path) -> int:
+    """zlib's crc32 of a file's bytes: the checksum a manifest records per chunk file, over
+    the bytes as stored (compressed, so ~3x fewer bytes to hash than the tokens)."""
+    return zlib.crc32(path.read_bytes())
 
-    ``cache_bytes`` bounds tensorstore's decoded-chunk cache, so neighbouring windows
-    share one decompression.
+
+def _chunk_key(metadata: dict[str, Any]) -> Callable[[int], str]:
+    """The file name, relative to the array folder, of chunk c under the array's
+    chunk key encoding (zarr v3 ``default``: ``c/<c>``; ``v2``: ``<c>``)."""
+    encoding = metadata.get("chunk_key_encoding") or {"name": "default"}
+    name = encoding.get("name", "default")
+    separator = (encoding.get("configuration") or {}).get(
+        "separator", "/" if name == "default" else ".")
+    if name == "v2":
+        return str
+    return lambda c: f"c{separator}{c}"
+
+
+class FlatArray:
+    """A read-only 1-D zarr v3 array whose reads refuse missing or undecodable chunks.
+
+    tensorstore returns the fill value for a missing chunk (BOS/zero tokens that train
+    silently); arrays here are opened with ``fill_missing_data_reads`` off, and a failed
+    read is turned into a :class:`StoreCorruptError` naming the chunk, its value range and
+    its file. ``label`` and ``unit`` say what the values are in messages
+    ("token store S split train", "tokens").
     """
-    path = Path(path)
+
+    def __init__(self, path: Path, store: ts.TensorStore, metadata: dict[str, Any],
+                 label: str, unit: str) -> None:
+        self.path = path
+        self.label = label
+        self.unit = unit
+        self.length = int(store.shape[0])
+        self.chunk = int(metadata["chunk_grid"]["configuration"]["chunk_shape"][0])
+        self._chunk_key = _chunk_key(metadata)
+        self._store = store
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.length // self.chunk)
+
+    def chunk_bounds(self, c: int) -> tuple[int, int]:
+        """The value range [lo, hi) chunk ``c`` holds (the last chunk may be short)."""
+        return c * self.chunk, min(self.length, (c + 1) * self.chunk)
+
+    def chunk_file(self, c: int) -> Path:
+        return self.path / self._chunk_key(c)
+
+    def chunk_crc32(self, c: int) -> int:
+        """crc32 of chunk ``c``'s file as stored; a missing or unreadable file is an error."""
+        try:
+            return crc32_of_file(self.chunk_file(c))
+        except FileNotFoundError:
+            raise StoreCorruptError(f"{self.describe_chunk(c)} is missing on disk") from None
+        except OSError as e:
+            raise StoreCorruptError(f"{self.describe_chunk(c)} cannot be read ({e})") from None
+
+    def describe_chunk(self, c: int) -> str:
+        """``<label> <unit> [lo, hi) (chunk c/k, file F)``: where a problem is, for messages."""
+        lo, hi = self.chunk_bounds(c)
+        return (f"{self.label} {self.unit} [{lo}, {hi}) (chunk {c}/{self.num_chunks}, "
+                f"file {self.chunk_file(c)})")
+
+    def read(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Values [lo, hi) (default: all); a missing or undecodable chunk is an error."""
+        hi = self.length if hi is None else hi
+        try:
+            return self._store[lo:hi].read().result()
+        except ValueError as e:
+            raise self._locate_fault(lo, hi, e) from None
+
+    def _locate_fault(self, lo: int, hi: int, error: ValueError) -> StoreCorruptError:
+        # Name the first bad chunk of the range: missing file, else the one that fails alone.
+        chunks = range(lo // self.chunk, -(-hi // self.chunk))
+        for c in chunks:
+            if not self.chunk_file(c).is_file():
+                return StoreCorruptError(f"{self.describe_chunk(c)} is missing on disk")
+        for c in chunks:
+            try:
+                self._store[slice(*self.chunk_bounds(c))].read().result()
+            except ValueError as e:
+                return StoreCorruptError(f"{self.describe_chunk(c)} cannot be decoded ({e})")
+        return StoreCorruptError(f"{self.label} {self.unit} [{lo}, {hi}) cannot be read ({error})")
+
+
+def read_array_metadata(path: Path) -> dict[str, Any]:
+    """The zarr.json of a 1-D zarr v3 array, with a clear error for anything else."""
     meta = path / "zarr.json"
     if not meta.is_file():
         raise StoreError(f"{path}: not a zarr v3 array (no zarr.json)")
-    node = json.loads(meta.read_text())
-    if node.get("node_type") != "array" or len(node.get("shape", [])) != 1:
-        raise StoreError(f"{meta}: expected a 1-D zarr v3 array, found node_type="
-                         f"{node.get('node_type')!r} shape={node.get('shape')}")
-    spec = {"driver": "zarr3", "kvstore": _kvstore(path),
+    try:
+        node = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{meta}: not valid JSON ({e})") from None
+    if not isinstance(node, dict) or node.get("node_type") != "array" or len(
+            node.get("shape", [])) != 1:
+        found = node if not isinstance(node, dict) else (node.get("node_type"), node.get("shape"))
+        raise StoreError(f"{meta}: expected a 1-D zarr v3 array, found (node_type, shape) "
+                         f"{found}")
+    return node
+
+
+def open_flat_array(path: str | Path, *, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                    label: str | None = None, unit: str = "values") -> FlatArray:
+    """Open an existing 1-D zarr v3 array read-only (tokens of one split, or an index).
+
+    ``cache_bytes`` bounds tensorstore's decoded-chunk cache, so neighbouring windows
+    share one decompression. Reads of missing chunks fail (see :class:`FlatArray`).
+    """
+    path = Path(path)
+    node = read_array_metadata(path)
+    spec = {"driver": "zarr3", "kvstore": _kvstore(path), "fill_missing_data_reads": False,
             "recheck_cached_data": "open", "recheck_cached_metadata": "open"}
     context = ts.Context({"cache_pool": {"total_bytes_limit": int(cache_bytes)}})
     try:
-        return ts.open(spec, read=True, context=context).result()
-    except ValueError as e:
+        store = ts.open(spec, read=True, context=context).result()
+        return FlatArray(path, store, node, label or str(path), unit)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
         raise StoreError(f"{path}: tensorstore cannot open the array ({e})") from None
 
 
@@ -71,8 +172,10 @@ class FlatArrayWriter:
 
     Values are buffered until ``_FLUSH_CHUNKS`` whole chunks are ready, then the array is
     grown and the piece written; chunks are written once each, so the bytes on disk depend
-    only on the values appended. Optionally keeps a sha256 of the little-endian values and
-    their maximum (token fingerprint and vocabulary check).
+    only on the values appended. Every chunk is stored, even one equal to the fill value,
+    so a missing chunk file always means damage. Keeps the crc32 of each chunk file as
+    written (see :func:`crc32_of_file`); optionally a sha256 of the little-endian values
+    and their maximum (token fingerprint and vocabulary check).
     """
 
     def __init__(self, path: str | Path, dtype: str, chunk: int, *, digest: bool = False) -> None:
@@ -82,14 +185,17 @@ class FlatArrayWriter:
         self.dtype = np.dtype(dtype)
         self.chunk = int(chunk)
         self._piece = self.chunk * _FLUSH_CHUNKS
-        spec = {"driver": "zarr3", "kvstore": _kvstore(self.path),
-                "metadata": zarr3_metadata(dtype, chunk)}
+        metadata = zarr3_metadata(dtype, chunk)
+        spec = {"driver": "zarr3", "kvstore": _kvstore(self.path), "metadata": metadata,
+                "store_data_equal_to_fill_value": True}
         self._store = ts.open(spec, create=True, open=False).result()
+        self._chunk_key = _chunk_key(metadata)
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._written = 0
         self._sha = hashlib.sha256() if digest else None
         self.max_value: int | None = None
+        self.chunk_crc32s: list[int] = []
 
     @property
     def length(self) -> int:
@@ -121,6 +227,10 @@ class FlatArrayWriter:
         start, stop = self._written, self._written + n
         self._store = self._store.resize(exclusive_max=[stop], expand_only=True).result()
         self._store[start:stop].write(head).result()
+        # Pieces start on chunk boundaries (only the final one may end inside a chunk), and
+        # each chunk file is written once: its bytes now are its bytes for good.
+        self.chunk_crc32s += [crc32_of_file(self.path / self._chunk_key(c))
+                              for c in range(start // self.chunk, -(-stop // self.chunk))]
         self._written = stop
         self._buffer = [rest] if rest.size else []
         self._buffered = int(rest.size)

@@ -4,7 +4,8 @@ processes, merge results in input order, and write train/val arrays plus a manif
 Memory stays bounded: documents are grouped into pieces of ~``piece_bytes`` of text, at
 most ``2 * workers`` pieces are in flight, and arrays are written in whole-chunk pieces.
 The merge order is the input order whatever the worker count, so the store is
-byte-identical for 1 or n workers.
+byte-identical for 1 or n workers. A validation split is written by default
+(``DEFAULT_VAL_FRACTION``); an empty corpus is refused.
 """
 
 from __future__ import annotations
@@ -18,29 +19,57 @@ from tqdm import tqdm
 
 from ttt_data.atomic import atomic_directory
 from ttt_data.corpus import CorpusFormat, Document, expand_inputs, iter_corpus
-from ttt_data.manifest import Manifest, SplitStats, tokens_per_byte, write_manifest
+from ttt_data.errors import CorpusError
+from ttt_data.manifest import (
+    ChunkChecksums,
+    Manifest,
+    SplitStats,
+    tokens_per_byte,
+    write_manifest,
+)
 from ttt_data.parallel import ordered_parallel_map
 from ttt_data.store import SPLITS, documents_path, split_path, write_group
 from ttt_data.token_array import DEFAULT_CHUNK_TOKENS, TOKEN_DTYPE, FlatArrayWriter
 from ttt_data.tokenizer import PieceEncoder, describe_tokenizer
 
 DEFAULT_PIECE_BYTES = 1 << 20
+DEFAULT_VAL_FRACTION = 0.01
 _DOC_INDEX_DTYPE = "uint64"
 _DOC_INDEX_CHUNK = 1 << 16
 
 
 def val_mask(doc_indices: np.ndarray, val_fraction: float) -> np.ndarray:
-    """Which documents go to val: document g does iff floor((g+1)f) > floor(g f).
+    """Which documents go to val: document g does iff floor((g+1)f + c) > floor(g f + c),
+    with c = max(0, 1 - 2f).
 
-    Exact integer arithmetic on f as a fraction: the val documents are evenly spread,
-    their count after n documents is floor(n f), and no corpus size needs to be known in
-    advance (streaming). f = 1/4 puts documents 3, 7, 11, ... in val.
+    Exact integer arithmetic on f as a fraction: the val documents are evenly spread and
+    no corpus size needs to be known in advance (streaming). The offset c makes document 1
+    the first val document, so any corpus of >= 2 documents has one (for f < 1/2 the count
+    after n >= 2 documents is floor((n-2)f) + 1; f >= 1/2 keeps floor(n f)); f = 1/4 puts
+    documents 1, 5, 9, ... in val, f = 1/2 documents 1, 3, 5, ...
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     f = Fraction(val_fraction).limit_denominator(1_000_000)
+    p, q = f.numerator, f.denominator
+    cq = max(0, q - 2 * p)
     g = doc_indices.astype(np.int64)
-    return ((g + 1) * f.numerator) // f.denominator > (g * f.numerator) // f.denominator
+    return ((g + 1) * p + cq) // q > (g * p + cq) // q
+
+
+class InvalidUtf8Tally:
+    """Counts, as documents stream past, those whose input was not valid UTF-8."""
+
+    def __init__(self) -> None:
+        self.documents = 0
+        self.bytes = 0
+
+    def observe(self, docs: Iterable[Document]) -> Iterator[Document]:
+        for doc in docs:
+            if doc.invalid_utf8_bytes:
+                self.documents += 1
+                self.bytes += doc.invalid_utf8_bytes
+            yield doc
 
 
 def group_by_bytes(docs: Iterable[Document], piece_bytes: int) -> Iterator[list[str]]:
@@ -84,6 +113,9 @@ class _SplitWriter:
             documents=self.documents, tokens=n, raw_bytes=self.raw_bytes,
             tokens_per_byte=tokens_per_byte(n, self.raw_bytes), sha256=self.tokens.sha256(),
             max_token_id=self.tokens.max_value,
+            token_checksums=ChunkChecksums(self.tokens.chunk, tuple(self.tokens.chunk_crc32s)),
+            document_checksums=ChunkChecksums(self.starts.chunk,
+                                              tuple(self.starts.chunk_crc32s)),
         )
 
 
@@ -94,7 +126,8 @@ def tokenize_corpus(
     *,
     fmt: CorpusFormat = "auto",
     field: str = "text",
-    val_fraction: float = 0.0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    strict_utf8: bool = False,
     workers: int = 1,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     add_bos: bool | None = None,
@@ -104,20 +137,28 @@ def tokenize_corpus(
     piece_bytes: int = DEFAULT_PIECE_BYTES,
 ) -> Manifest:
     """Tokenize ``inputs`` with the snapshot tokenizer in ``tokenizer_dir`` into the token
-    store ``out`` (train and val arrays, document index, manifest), atomically.
+    store ``out`` (train and val arrays, document index, manifest with chunk checksums),
+    atomically.
 
-    Both splits are always written; a split may be empty (val with ``val_fraction=0``),
-    which readers reject with a clear error when asked for it.
+    Both splits are always written; val gets ``val_fraction`` of the documents (at least
+    one when there are two or more; see :func:`val_mask`) and is empty with
+    ``val_fraction=0``, which readers reject with a clear error when asked for it.
+    Invalid UTF-8 is replaced and counted in the manifest, or refused with
+    ``strict_utf8``; binary files in input folders are skipped and listed; a corpus
+    without a single non-empty document is refused.
     """
     info = describe_tokenizer(tokenizer_dir, add_bos=add_bos, add_eos=add_eos)
-    files = expand_inputs(inputs, fmt)
+    corpus = expand_inputs(inputs, fmt)
+    files = corpus.files
     encoder = PieceEncoder(str(Path(tokenizer_dir).resolve()), info)
     val_mask(np.arange(1), val_fraction)  # raises on a bad fraction before any work
     with atomic_directory(out, overwrite=overwrite) as tmp:
         write_group(tmp)
         write_group(tmp / "documents")
         writers = {name: _SplitWriter(tmp, name, chunk_tokens) for name in SPLITS}
-        pieces = group_by_bytes(iter_corpus(files, field), piece_bytes)
+        invalid = InvalidUtf8Tally()
+        docs = invalid.observe(iter_corpus(files, field, strict_utf8=strict_utf8))
+        pieces = group_by_bytes(docs, piece_bytes)
         next_doc = total_tokens = 0
         with tqdm(desc="tokenize", unit="doc", disable=not progress, dynamic_ncols=True) as bar:
             for enc in ordered_parallel_map(encoder, pieces, workers):
@@ -131,8 +172,17 @@ def tokenize_corpus(
                 total_tokens += int(enc.tokens.size)
                 bar.update(n)
                 bar.set_postfix(tokens=total_tokens, refresh=False)
+        if total_tokens == 0:
+            skipped = (f", {len(corpus.skipped_binary)} binary file(s) skipped"
+                       if corpus.skipped_binary else "")
+            raise CorpusError(
+                f"no documents to tokenize in {list(corpus.paths)} ({len(files)} file(s) "
+                f"read{skipped}; empty documents are skipped): the corpus is empty")
         splits = {name: w.close() for name, w in writers.items()}
-        manifest = Manifest.build(info, TOKEN_DTYPE, chunk_tokens, val_fraction, len(files), splits)
+        manifest = Manifest.build(
+            info, TOKEN_DTYPE, chunk_tokens, val_fraction, len(files), splits,
+            invalid_utf8_documents=invalid.documents, invalid_utf8_bytes=invalid.bytes,
+            skipped_binary_files=corpus.skipped_binary)
         write_manifest(tmp, manifest)
     return manifest
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorstore as ts
 
 from ttt_data.errors import EmptySplitError, StoreError, TokenIdOutOfRangeError
-from ttt_data.store import open_split
+from ttt_data.integrity import CheckedReader
+from ttt_data.store import open_checked_split
 from ttt_data.token_array import DEFAULT_CACHE_BYTES
 
 
@@ -46,7 +46,9 @@ class TokenWindows:
 
     Holds only the store path and the window starts; the tensorstore handle is opened
     lazily in each process that reads (so the source pickles for worker processes).
-    When ``vocab_size`` is given every window is checked for ids >= vocab_size.
+    Every chunk a window touches is verified against the manifest's checksum the first
+    time this process reads it (``verify=False`` skips that; missing chunks are always
+    refused). When ``vocab_size`` is given every window is checked for ids >= vocab_size.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class TokenWindows:
         num_tokens: int | None = None,
         vocab_size: int | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        verify: bool = True,
     ) -> None:
         if seq_len <= 0:
             raise ValueError(f"seq_len must be positive, got {seq_len}")
@@ -67,9 +70,10 @@ class TokenWindows:
         self.seq_len = int(seq_len)
         self.vocab_size = vocab_size
         self.cache_bytes = cache_bytes
-        self._array: ts.TensorStore | None = None
+        self.verify = verify
+        self._reader: CheckedReader | None = None
         if num_tokens is None:
-            num_tokens = int(self._open().shape[0])
+            num_tokens = self._open().length
         self.num_tokens = int(num_tokens)
         self.starts = None if starts is None else np.asarray(starts, dtype=np.int64)
         if self.starts is not None and self.starts.size and (
@@ -82,14 +86,15 @@ class TokenWindows:
                 f"split {split!r} of token store {root} yields no {kind} of {self.seq_len + 1} "
                 f"tokens ({self.num_tokens} tokens)")
 
-    def _open(self) -> ts.TensorStore:
-        if self._array is None:
-            self._array = open_split(self.root, self.split, cache_bytes=self.cache_bytes)
-        return self._array
+    def _open(self) -> CheckedReader:
+        if self._reader is None:
+            self._reader = open_checked_split(self.root, self.split,
+                                              cache_bytes=self.cache_bytes, verify=self.verify)
+        return self._reader
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_array"] = None
+        state["_reader"] = None  # each process opens (and verifies) for itself
         return state
 
     def __len__(self) -> int:
@@ -105,7 +110,7 @@ class TokenWindows:
 
     def __getitem__(self, index: int) -> np.ndarray:
         lo = self.start(int(index))
-        window = self._open()[lo:lo + self.seq_len + 1].read().result()
+        window = self._open().read(lo, lo + self.seq_len + 1)
         if self.vocab_size is not None:
             bad = np.flatnonzero(window >= self.vocab_size)
             if bad.size:

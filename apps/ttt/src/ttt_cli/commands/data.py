@@ -1,7 +1,9 @@
 """`ttt data`: token stores and corpora.
 
     ttt data tokenize --tokenizer DIR --input PATH... --out STORE [--val-fraction f] [--workers n]
+                      [--strict]
     ttt data inspect STORE [--tokenizer DIR]
+    ttt data verify STORE [--split S]
     ttt data synth --out PATH --docs N [--words W] [--seed S] [--kinds k,...]
     ttt data train-tokenizer --input PATH... --out DIR [--vocab-size V]
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from ttt_data.corpus import FORMATS as _FORMATS
 from ttt_data.errors import DataError
 from ttt_data.synth import KINDS as _KINDS
+from ttt_data.tokenization import DEFAULT_VAL_FRACTION as _VAL_FRACTION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,14 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenize", help="tokenize a corpus into a token store",
                        description="Tokenize text files/folders, JSONL or Parquet with a local "
                                    "tokenizer snapshot into <out>/train, <out>/val and "
-                                   "<out>/manifest.json. The same input gives the same bytes.")
+                                   "<out>/manifest.json (with a crc32 per chunk, checked as "
+                                   "the store is read). The same input gives the same bytes. "
+                                   "Invalid UTF-8 is replaced by U+FFFD and counted (refused "
+                                   "with --strict); binary files in input folders are skipped "
+                                   "and listed; an empty corpus is refused.")
     p.add_argument("--tokenizer", type=Path, required=True, metavar="DIR",
                    help="tokenizer snapshot folder (tokenizer.json, tokenizer_config.json, ...)")
     p.add_argument("--input", type=Path, nargs="+", action="extend", required=True,
                    metavar="PATH", help="corpus files or folders (sorted before reading)")
     p.add_argument("--out", type=Path, required=True, metavar="STORE", help="store folder to write")
-    p.add_argument("--val-fraction", type=float, default=0.0,
-                   help="fraction of documents, evenly spread, that go to val (default 0)")
+    p.add_argument("--val-fraction", type=float, default=_VAL_FRACTION,
+                   help="fraction of documents, evenly spread, that go to val; at least one "
+                        "whenever there are two or more documents; 0 writes an empty val "
+                        f"(default {_VAL_FRACTION})")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse input that is not valid UTF-8, naming the file and byte offset "
+                        "(default: replace it by U+FFFD and count it in the manifest)")
     p.add_argument("--workers", type=int, default=1, help="tokenizer processes (default 1)")
     p.add_argument("--format", choices=_FORMATS, default="auto",
                    help="input format; auto: by extension, a folder's files are text documents")
@@ -59,6 +71,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split to sample (default: first non-empty)")
     p.add_argument("--sample-tokens", type=int, default=64, help="ids to sample (default 64)")
     p.set_defaults(func=run_inspect)
+
+    p = sub.add_parser("verify", help="check every chunk of a store against its manifest",
+                       description="Read every chunk of every split (and document index) and "
+                                   "check it is present, decodes, and matches the crc32 and "
+                                   "sha256 the manifest recorded. Prints one verdict per split; "
+                                   "exit 0 when intact, 2 naming the bad token ranges. Read "
+                                   "only.")
+    p.add_argument("store", type=Path, metavar="STORE")
+    p.add_argument("--split", default=None, help="check only this split (default: all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_verify)
 
     p = sub.add_parser("synth", help="write a synthetic long-range corpus",
                        description="Documents whose later part depends on facts stated far "
@@ -104,8 +127,9 @@ def run_tokenize(args: argparse.Namespace) -> int:
     try:
         tokenize_corpus(
             args.tokenizer, args.input, args.out, fmt=args.format, field=args.field,
-            val_fraction=args.val_fraction, workers=args.workers, add_bos=args.bos,
-            add_eos=args.eos, overwrite=args.overwrite, progress=not args.no_progress, **extra)
+            val_fraction=args.val_fraction, strict_utf8=args.strict, workers=args.workers,
+            add_bos=args.bos, add_eos=args.eos, overwrite=args.overwrite,
+            progress=not args.no_progress, **extra)
         print(format_summary(summarize_store(args.out, sample_tokens=0)))
     except (DataError, ValueError) as e:
         return _fail("tokenize", e)
@@ -121,6 +145,23 @@ def run_inspect(args: argparse.Namespace) -> int:
     except DataError as e:
         return _fail("inspect", e)
     print(format_summary(summary))
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ttt_data.verify import format_verdict, verify_store
+
+    try:
+        verdicts = verify_store(args.store, args.split, progress=not args.no_progress)
+    except DataError as e:
+        return _fail("verify", e)
+    for verdict in verdicts:
+        print(format_verdict(verdict))
+    bad = [v.split for v in verdicts if not v.intact]
+    if bad:
+        print(f"token store {args.store}: CORRUPT in split(s) {', '.join(bad)}")
+        return 2
+    print(f"token store {args.store}: intact ({len(verdicts)} split(s))")
     return 0
 
 
