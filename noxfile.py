@@ -1,4 +1,5 @@
-"""Sessions: tests (per package, each in its own locked venv), lint, bench, pilot."""
+"""Sessions: tests (per package, each in its own locked venv), faults (the fault-injection
+suite), lint, bench, parity, pilot."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ def tests(session: nox.Session, package: str) -> None:
     _install_locked(session, package)
     env = {"JAX_PLATFORMS": "cpu"}
     session.run("pytest", "-q", str(_package_dir(package) / "tests"), *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def faults(session: nox.Session) -> None:
+    """The fault-injection suite (tests/faults): damaged checkpoints and stores, signals
+    mid-step and mid-save, two writers, bad corpora, config traps, through the `ttt` command,
+    in a venv holding the `ttt` app and its locked dependencies."""
+    _install_locked(session, "ttt")
+    env = {"JAX_PLATFORMS": "cpu"}
+    session.run("pytest", "-q", str(ROOT / "tests" / "faults"), *session.posargs, env=env)
 
 
 @nox.session(python=False)

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "files (repeatable); a file there may not share "
                                             "a packaged file's name")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config and exit without training")
+                        help="print the config the run would use (derived schedule lengths "
+                             "noted) and exit without training")
     parser.set_defaults(func=run)
 
 
@@ -48,10 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         composed = compose_config(args.overrides, args.config_dir)
-        if args.print_config:
+        if args.print_config:  # the values the run would use, derived ones included
             import yaml
 
-            sys.stdout.write(yaml.safe_dump(composed.resolved(), sort_keys=False))
+            from ttt_cli.translate import translate
+
+            spec = translate(composed)
+            sys.stdout.write("".join(f"# {line}\n" for line in spec.derived))
+            sys.stdout.write(yaml.safe_dump(spec.resolved, sort_keys=False))
             return 0
         result = run_stage(composed)
     except NonFiniteLossError as e:
