@@ -12,6 +12,7 @@ from ttt_app_testlib import E2E, losses, run_dir, tiny_overrides, ttt_subprocess
 
 from ttt_cli.main import main
 from ttt_ledger import Ledger, RunStatus, ledger_path
+from ttt_model.testing import forward_terms, typical_error
 
 
 def _ledger_run(work: Path, run_id: str):
@@ -97,7 +98,8 @@ def test_load_part_params_restarts_at_step_zero_with_loaded_weights(tmp_path: Pa
                                               global_batch_size=4)))
     loss, _ = pretrain_loss(model, jax.numpy.asarray(batch["tokens"]),
                             jax.numpy.asarray(batch["loss_mask"]))
-    assert abs(float(loss) - warm[1]) < 1e-5
+    # the same forward pass in another program: equal up to its rounding
+    assert abs(float(loss) - warm[1]) <= typical_error(forward_terms(model.cfg, 64)) * warm[1]
     assert abs(warm[1] - losses(run_dir(tmp_path, "src"))[1]) > 0.1  # not a fresh init
 
 

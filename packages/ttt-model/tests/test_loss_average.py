@@ -14,9 +14,9 @@ import pytest
 from flax import nnx
 
 from conftest import random_tokens, tiny
-from precision import assert_trees_close, gamma
 from ttt_model.losses import pretrain_loss
 from ttt_model.model import build_model
+from ttt_model.testing import assert_trees_close, gamma
 from ttt_model.ttt import meta_loss
 
 B, T = 3, 32

@@ -11,6 +11,13 @@ from flax import nnx
 from conftest import random_tokens, tiny
 from ttt_model.losses import pretrain_loss
 from ttt_model.model import build_model
+from ttt_model.testing import (
+    assert_close,
+    assert_trees_close,
+    forward_terms,
+    gamma,
+    typical_error,
+)
 from ttt_model.ttt import (
     InnerSpecError,
     inner_lr_at,
@@ -29,10 +36,13 @@ def test_meta_loss_with_zero_inner_lr_equals_swa_pretrain(model):
     tokens = random_tokens(1, (2, 65), 61)
     swa, a_swa = pretrain_loss(model, tokens)
     meta, a_meta = meta_loss(model, tokens, inner_lr=0.0)
-    np.testing.assert_allclose(a_meta["token_nll"], a_swa["token_nll"], atol=2e-6)
-    np.testing.assert_allclose(meta, swa, atol=1e-6)
-    learned, _ = meta_loss(model, tokens, inner_lr=1.0)
-    assert abs(float(learned) - float(meta)) > 1e-4  # the inner loop does something
+    terms = forward_terms(model.cfg, 64)
+    assert_close(a_meta["token_nll"], a_swa["token_nll"], terms=terms, statistical=True)
+    assert_close(meta, swa, terms=terms, statistical=True)
+    _, a_learned = meta_loss(model, tokens, inner_lr=1.0)
+    # the inner loop does something, far beyond the rounding bound
+    effect = jnp.abs(a_learned["token_nll"] - a_meta["token_nll"]).max()
+    assert float(effect) > 100 * typical_error(terms) * float(a_swa["token_nll"].max())
 
 
 def test_one_inner_step_lowers_the_loss_of_that_chunk(model):
@@ -56,7 +66,8 @@ def test_inner_step_helps_a_repeated_copy_of_a_chunk(model):
     tokens = jnp.concatenate([c, c, c[:, :1]], axis=1)  # T+1 = 33, window 24 < 32
     _, no_ttt = meta_loss(model, tokens, inner_lr=0.0)
     _, ttt = meta_loss(model, tokens, inner_lr=1.0)
-    np.testing.assert_allclose(ttt["token_nll"][:, :16], no_ttt["token_nll"][:, :16], atol=1e-6)
+    assert_close(ttt["token_nll"][:, :16], no_ttt["token_nll"][:, :16],
+                 terms=forward_terms(model.cfg, 32), statistical=True)
     assert float(ttt["token_nll"][:, 16:].mean()) < float(no_ttt["token_nll"][:, 16:].mean())
 
 
@@ -66,7 +77,7 @@ def test_bos_targets_are_not_counted(model):
     assert int(aux["n_tokens"]) == 2 * 32 - 3
     nll = np.asarray(aux["token_nll"])
     keep = np.asarray(tokens[:, 1:]) != 0
-    np.testing.assert_allclose(loss, nll[keep].mean(), rtol=1e-6)
+    np.testing.assert_allclose(loss, nll[keep].mean(), rtol=gamma(keep.size))
 
 
 def test_remat_grouping_does_not_change_loss_or_gradient(model):
@@ -78,9 +89,10 @@ def test_remat_grouping_does_not_change_loss_or_gradient(model):
 
     vg = jax.jit(jax.value_and_grad(f), static_argnums=1)
     (l1, g1), (l2, g2) = (vg(params, r) for r in (1, 2))
-    np.testing.assert_allclose(l2, l1, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
-        np.testing.assert_allclose(b, a, atol=1e-6)
+    cfg = model.cfg
+    assert_close(l2, l1, terms=forward_terms(cfg, 32), statistical=True)
+    assert_trees_close(g2, g1, terms=32 * max(cfg.hidden_size, cfg.intermediate_size,
+                                              cfg.vocab_size), what="remat 2 vs 1 ")
 
 
 def test_inner_lr_warmup():

@@ -18,39 +18,44 @@ SCRIPT = textwrap.dedent("""
     from ttt_model.config import TrainConfig
     from ttt_model.model import build_model
     from ttt_model.sharding import MeshConfig, batch_sharding, make_mesh
-    from ttt_model.train import init_train_state, make_train_step, place_state
+    from ttt_model.testing import assert_close, assert_trees_close, forward_terms
+    from ttt_model.train import (init_train_state, make_batch_grads, make_train_step,
+                                 place_state)
 
     assert len(jax.devices()) == 4
     cfg = tiny(num_layers=2, suffix_len=1)
     tc = TrainConfig(train_mode="meta", total_steps=4, warmup_steps=0)
     tokens = random_tokens(1, (1, 4, 33), cfg.vocab_size)
+    mask = jnp.ones((1, 4, 32), bool)
 
     def run(mesh):
         g, st = init_train_state(build_model(cfg, 0), tc)
-        if mesh is None:
-            step, tok = make_train_step(g, tc), tokens
-        else:
+        tok, msk = tokens, mask
+        if mesh is not None:
             st = place_state(st, mesh)
-            step = make_train_step(g, tc, mesh=mesh, state=st)
             tok = jax.device_put(tokens, batch_sharding(mesh))
-        losses = []
+            msk = jax.device_put(mask, batch_sharding(mesh))
+        loss, grads, _ = jax.jit(make_batch_grads(g, tc))(st.params, tok, msk, st.step)
+        step = make_train_step(g, tc, mesh=mesh, state=st if mesh is not None else None)
         for _ in range(2):
-            st, m = step(st, tok, None) if mesh is not None else step(st, tok)
-            losses.append(float(m["loss"]))
-        return st, losses, step._cache_size()
+            st, m = step(st, tok, msk)
+        return loss, grads, st, step._cache_size()
 
-    s1, l1, _ = run(None)
+    l1, g1, _, _ = run(None)
     mesh = make_mesh(MeshConfig(data=2, fsdp=2))
-    s2, l2, n = run(mesh)
+    l2, g2, s2, n = run(mesh)
     assert n == 1, n
-    assert max(abs(a - b) for a, b in zip(l1, l2)) < 1e-5, (l1, l2)
-    diff = max(float(jnp.abs(a - b).max())
-               for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)))
-    assert diff < 1e-5, diff
+    # What sharding must preserve is the loss and gradient of the batch: they differ only
+    # in how the sums are split over devices. (Parameters after AdamW steps are not
+    # compared: Adam's 1/sqrt(v) turns rounding of near-zero gradients into lr-sized moves.)
+    assert_close(l2, l1, terms=forward_terms(cfg, 32), statistical=True)
+    assert_trees_close(g2, g1, terms=4 * 32 * max(cfg.hidden_size, cfg.intermediate_size,
+                                                  cfg.vocab_size), what="DP+FSDP grad ")
     sharded = [x for x in jax.tree.leaves(s2.params) if "fsdp" in str(x.sharding.spec)]
     assert sharded, "no parameter is FSDP-sharded"
-    print("OK", l1, l2, diff)
+    print("OK", float(l1), float(l2))
 """)
+
 
 
 def test_leaf_spec_shards_the_largest_divisible_dim():

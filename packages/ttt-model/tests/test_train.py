@@ -10,10 +10,10 @@ import pytest
 from flax import nnx
 
 from conftest import random_tokens, tiny
-from precision import assert_trees_close, gamma
 from ttt_model.config import TrainConfig
 from ttt_model.model import build_model
 from ttt_model.optim import lr_schedule
+from ttt_model.testing import assert_trees_close, gamma
 from ttt_model.train import init_train_state, loss_fn_for, make_batch_grads, make_train_step
 
 
