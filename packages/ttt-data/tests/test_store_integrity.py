@@ -1,6 +1,7 @@
 """Stores that cannot lie: a deleted, truncated or bit-flipped chunk is refused by every
 read path, naming the store, split and token range, never read as zeros or as silently
-wrong tokens. Checksums are compared with zlib's crc32 of the chunk files computed here."""
+wrong tokens. Checksums are compared with the CRC32C of the chunk files computed here
+(google_crc32c), and with zlib's crc32 for manifests of format version 2."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import shutil
 import zlib
 
+import google_crc32c
 import numpy as np
 import pytest
 from ttt_data_testlib import DOCS, flip_bit_silently, read_bare, write_bare_array, write_jsonl
@@ -71,16 +73,21 @@ def test_an_intact_store_reads_every_window_unchanged(pristine):
 
 
 def file_crc(path) -> int:
-    return zlib.crc32(path.read_bytes())
+    return google_crc32c.value(path.read_bytes())
 
 
-def test_manifest_records_the_crc32_of_every_chunk_file(pristine):
+def test_manifest_records_the_crc32c_of_every_chunk_file(pristine):
     _, k = train_info(pristine)
     sums = read_manifest(pristine).splits["train"].token_checksums
     want = [file_crc(pristine / "train" / "c" / str(c)) for c in range(k)]
-    assert sums.chunk == CHUNK and list(sums.crc32) == want
+    assert sums.chunk == CHUNK and sums.algorithm == "crc32c" and list(sums.values) == want
     doc_sums = read_manifest(pristine).splits["train"].document_checksums
-    assert list(doc_sums.crc32) == [file_crc(pristine / "documents" / "train" / "c" / "0")]
+    assert doc_sums.algorithm == "crc32c"
+    assert list(doc_sums.values) == [file_crc(pristine / "documents" / "train" / "c" / "0")]
+    # Named in the file, so a reader knows how to check.
+    raw = json.loads((pristine / "manifest.json").read_text())
+    assert raw["format_version"] == 3
+    assert raw["splits"]["train"]["token_checksums"]["algorithm"] == "crc32c"
 
 
 def test_deleted_chunk_is_refused_by_the_pipeline_naming_its_tokens(store):
@@ -113,7 +120,7 @@ def test_truncated_chunk_is_refused_by_the_pipeline(store):
     expected = file_crc(path)
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(StoreCorruptError, match=range_of(store, "train", 5, k, tokens.size)
-                       + re.escape(f" fails its checksum (expected crc32 {expected:08x}, "
+                       + re.escape(f" fails its checksum (expected crc32c {expected:08x}, "
                                    f"got {file_crc(path):08x})")):
         every_batch(store)
     # Unverified, tensorstore's decoder refuses it, and the chunk is still named.
@@ -130,7 +137,7 @@ def test_bit_flip_fails_its_checksum_naming_the_tokens(store):
     wrong = flip_bit_silently(store / "train", c, c * CHUNK, (c + 1) * CHUNK)
     assert not np.array_equal(wrong, tokens[c * CHUNK:(c + 1) * CHUNK])  # decoded silently
     with pytest.raises(StoreCorruptError, match=range_of(store, "train", c, k, tokens.size)
-                       + re.escape(f" fails its checksum (expected crc32 {expected:08x}, "
+                       + re.escape(f" fails its checksum (expected crc32c {expected:08x}, "
                                    f"got {file_crc(path):08x})")):
         every_batch(store)
 
@@ -211,7 +218,54 @@ def test_manifest_of_a_newer_format_is_refused(store):
     manifest["format_version"] = 99
     (store / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match=r"format_version 99; this ttt-data reads versions 1 "
-                                         r"to 2"):
+                                         r"to 3"):
+        read_manifest(store)
+
+
+def downgrade_to_version_2(store):
+    """The manifest as ttt-data wrote it before CRC32C: format version 2, zlib's crc32 of
+    each chunk file under the key "crc32", and no algorithm named."""
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["format_version"] = 2
+    for split, stats in manifest["splits"].items():
+        for key, folder in (("token_checksums", store / split),
+                            ("document_checksums", store / "documents" / split)):
+            chunk = stats[key]["chunk"]
+            k = len(stats[key]["values"])
+            stats[key] = {"chunk": chunk, "crc32": [
+                zlib.crc32((folder / "c" / str(c)).read_bytes()) for c in range(k)]}
+    (store / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=2))
+
+
+def test_crc32_era_manifest_still_verifies_and_catches_a_bit_flip(store, pristine):
+    downgrade_to_version_2(store)
+    m = read_manifest(store)
+    assert m.format_version == 2 and m.splits["train"].token_checksums.algorithm == "crc32"
+    (train, val) = verify_store(store, progress=False)
+    assert train.intact and val.intact, (train.faults, val.faults)
+    assert "every chunk matches its crc32 " in train.checked
+    np.testing.assert_array_equal(np.stack(every_batch(store)),
+                                  np.stack(every_batch(pristine)))
+    tokens, k = train_info(store)
+    c = 6
+    path = store / "train" / "c" / str(c)
+    expected = zlib.crc32(path.read_bytes())
+    flip_bit_silently(store / "train", c, c * CHUNK, (c + 1) * CHUNK)
+    fails = range_of(store, "train", c, k, tokens.size) + re.escape(
+        f" fails its checksum (expected crc32 {expected:08x}, "
+        f"got {zlib.crc32(path.read_bytes()):08x})")
+    with pytest.raises(StoreCorruptError, match=fails):
+        every_batch(store)
+    (train,) = verify_store(store, "train", progress=False)
+    assert len(train.faults) == 1 and re.match(fails, train.faults[0])
+
+
+def test_unknown_checksum_algorithm_is_refused(store):
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["splits"]["train"]["token_checksums"]["algorithm"] = "md5"
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=r"malformed manifest \(unknown chunk checksum "
+                                         r"algorithm 'md5'"):
         read_manifest(store)
 
 

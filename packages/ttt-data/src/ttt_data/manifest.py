@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from ttt_data.errors import StoreError
+from ttt_data.integrity import CHUNK_CHECKSUM, CHUNK_CHECKSUMS, LEGACY_CHUNK_CHECKSUM
 from ttt_data.tokenizer import TokenizerInfo
 
 MANIFEST_FILE = "manifest.json"
 FORMAT = "ttt-data/token-store"
-# 2 adds per-chunk checksums, invalid UTF-8 counts and skipped binary files; version 1
-# manifests still read (their stores cannot be verified chunk by chunk).
-FORMAT_VERSION = 2
+# 2 adds per-chunk checksums (zlib crc32), invalid UTF-8 counts and skipped binary files;
+# 3 names each array's checksum algorithm (crc32c). Version 2 manifests still verify (with
+# crc32); version 1 manifests still read (their stores cannot be verified chunk by chunk).
+FORMAT_VERSION = 3
 
 
 def tokens_per_byte(tokens: int, raw_bytes: int) -> float:
@@ -32,16 +34,25 @@ def fingerprint(split_hashes: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class ChunkChecksums:
-    """crc32 of every chunk file of one flat array (``chunk`` values each, the last may be
-    short), over the file's bytes as stored: damage is found and named by chunk. (An array
-    re-encoded with other codecs holds the same tokens under other checksums.)"""
+    """The ``algorithm`` checksum (see :mod:`ttt_data.integrity`) of every chunk file of
+    one flat array (``chunk`` values each, the last may be short), over the file's bytes as
+    stored: damage is found and named by chunk. (An array re-encoded with other codecs
+    holds the same tokens under other checksums.) In JSON: ``{"algorithm", "chunk",
+    "values"}``; version 2 manifests wrote ``{"chunk", "crc32"}``, read as algorithm crc32."""
 
     chunk: int
-    crc32: tuple[int, ...]
+    values: tuple[int, ...]
+    algorithm: str = CHUNK_CHECKSUM
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> ChunkChecksums:
-        return ChunkChecksums(chunk=int(d["chunk"]), crc32=tuple(int(c) for c in d["crc32"]))
+        algorithm = d.get("algorithm", LEGACY_CHUNK_CHECKSUM)
+        if algorithm not in CHUNK_CHECKSUMS:
+            raise ValueError(f"unknown chunk checksum algorithm {algorithm!r} (this ttt-data "
+                             f"knows {', '.join(CHUNK_CHECKSUMS)})")
+        values = d["values"] if "values" in d else d["crc32"]  # version 2's key
+        return ChunkChecksums(chunk=int(d["chunk"]), values=tuple(int(c) for c in values),
+                              algorithm=algorithm)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,13 @@ def summarize_store(
     return StoreSummary(root, manifest, counts, split if ids else None, ids, text)
 
 
+def _checksums_recorded(m: Manifest) -> str:
+    algorithms = sorted({st.token_checksums.algorithm for st in m.splits.values()
+                         if st.token_checksums is not None})
+    return (f"chunk checksums recorded ({', '.join(algorithms)})" if algorithms
+            else "no chunk checksums")
+
+
 def format_summary(s: StoreSummary) -> str:
     """Plain-text report of a summary."""
     lines = [f"token store {s.root}"]
@@ -61,9 +68,7 @@ def format_summary(s: StoreSummary) -> str:
             f"  documents={m.documents} tokens={m.tokens} raw_bytes={m.raw_bytes} "
             f"tokens_per_byte={m.tokens_per_byte}",
             f"  fingerprint: {m.fingerprint}",
-            f"  manifest format version {m.format_version}: "
-            + ("chunk checksums recorded" if any(st.token_checksums for st in m.splits.values())
-               else "no chunk checksums"),
+            f"  manifest format version {m.format_version}: " + _checksums_recorded(m),
             f"  dtype={m.dtype} chunk_tokens={m.chunk_tokens} val_fraction={m.val_fraction} "
             f"input_files={m.input_files}",
         ]

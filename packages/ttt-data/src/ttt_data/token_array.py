@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import numpy as np
 import tensorstore as ts
 
 from ttt_data.errors import StoreCorruptError, StoreError
+from ttt_data.integrity import CHUNK_CHECKSUM, file_checksum
+from ttt_data.manifest import ChunkChecksums
 
 TOKEN_DTYPE = "uint32"
 DEFAULT_CHUNK_TOKENS = 1 << 17  # 512 KiB raw: an 8K window touches at most 2 chunks
@@ -43,12 +44,6 @@ def zarr3_metadata(dtype: str, chunk: int) -> dict[str, Any]:
 
 def _kvstore(path: Path) -> dict[str, Any]:
     return {"driver": "file", "path": str(Path(path).resolve())}
-
-
-def crc32_of_file(path: Path) -> int:
-    """zlib's crc32 of a file's bytes: the checksum a manifest records per chunk file, over
-    the bytes as stored (compressed, so ~3x fewer bytes to hash than the tokens)."""
-    return zlib.crc32(path.read_bytes())
 
 
 def _chunk_key(metadata: dict[str, Any]) -> Callable[[int], str]:
@@ -81,6 +76,7 @@ class FlatArray:
         self.length = int(store.shape[0])
         self.chunk = int(metadata["chunk_grid"]["configuration"]["chunk_shape"][0])
         self._chunk_key = _chunk_key(metadata)
+        self._dir = str(path)
         self._store = store
 
     @property
@@ -94,14 +90,9 @@ class FlatArray:
     def chunk_file(self, c: int) -> Path:
         return self.path / self._chunk_key(c)
 
-    def chunk_crc32(self, c: int) -> int:
-        """crc32 of chunk ``c``'s file as stored; a missing or unreadable file is an error."""
-        try:
-            return crc32_of_file(self.chunk_file(c))
-        except FileNotFoundError:
-            raise StoreCorruptError(f"{self.describe_chunk(c)} is missing on disk") from None
-        except OSError as e:
-            raise StoreCorruptError(f"{self.describe_chunk(c)} cannot be read ({e})") from None
+    def chunk_path(self, c: int) -> str:
+        """:meth:`chunk_file` as a string, cheaper to build (once per chunk verification)."""
+        return f"{self._dir}/{self._chunk_key(c)}"
 
     def describe_chunk(self, c: int) -> str:
         """``<label> <unit> [lo, hi) (chunk c/k, file F)``: where a problem is, for messages."""
@@ -173,9 +164,9 @@ class FlatArrayWriter:
     Values are buffered until ``_FLUSH_CHUNKS`` whole chunks are ready, then the array is
     grown and the piece written; chunks are written once each, so the bytes on disk depend
     only on the values appended. Every chunk is stored, even one equal to the fill value,
-    so a missing chunk file always means damage. Keeps the crc32 of each chunk file as
-    written (see :func:`crc32_of_file`); optionally a sha256 of the little-endian values
-    and their maximum (token fingerprint and vocabulary check).
+    so a missing chunk file always means damage. Keeps the checksum of each chunk file as
+    written (:meth:`checksums`, see :mod:`ttt_data.integrity`); optionally a sha256 of the
+    little-endian values and their maximum (token fingerprint and vocabulary check).
     """
 
     def __init__(self, path: str | Path, dtype: str, chunk: int, *, digest: bool = False) -> None:
@@ -195,7 +186,7 @@ class FlatArrayWriter:
         self._written = 0
         self._sha = hashlib.sha256() if digest else None
         self.max_value: int | None = None
-        self.chunk_crc32s: list[int] = []
+        self._chunk_checksums: list[int] = []
 
     @property
     def length(self) -> int:
@@ -229,8 +220,8 @@ class FlatArrayWriter:
         self._store[start:stop].write(head).result()
         # Pieces start on chunk boundaries (only the final one may end inside a chunk), and
         # each chunk file is written once: its bytes now are its bytes for good.
-        self.chunk_crc32s += [crc32_of_file(self.path / self._chunk_key(c))
-                              for c in range(start // self.chunk, -(-stop // self.chunk))]
+        self._chunk_checksums += [file_checksum(self.path / self._chunk_key(c), CHUNK_CHECKSUM)
+                                  for c in range(start // self.chunk, -(-stop // self.chunk))]
         self._written = stop
         self._buffer = [rest] if rest.size else []
         self._buffered = int(rest.size)
@@ -239,6 +230,10 @@ class FlatArrayWriter:
         """Write what is buffered; returns the array's final length."""
         self._flush(final=True)
         return self._written
+
+    def checksums(self) -> ChunkChecksums:
+        """The checksum of every chunk file written so far (all of them after close)."""
+        return ChunkChecksums(self.chunk, tuple(self._chunk_checksums), CHUNK_CHECKSUM)
 
     def sha256(self) -> str:
         if self._sha is None:

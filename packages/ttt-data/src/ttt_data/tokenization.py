@@ -20,13 +20,7 @@ from tqdm import tqdm
 from ttt_data.atomic import atomic_directory
 from ttt_data.corpus import CorpusFormat, Document, expand_inputs, iter_corpus
 from ttt_data.errors import CorpusError
-from ttt_data.manifest import (
-    ChunkChecksums,
-    Manifest,
-    SplitStats,
-    tokens_per_byte,
-    write_manifest,
-)
+from ttt_data.manifest import Manifest, SplitStats, tokens_per_byte, write_manifest
 from ttt_data.parallel import ordered_parallel_map
 from ttt_data.store import SPLITS, documents_path, split_path, write_group
 from ttt_data.token_array import DEFAULT_CHUNK_TOKENS, TOKEN_DTYPE, FlatArrayWriter
@@ -113,9 +107,8 @@ class _SplitWriter:
             documents=self.documents, tokens=n, raw_bytes=self.raw_bytes,
             tokens_per_byte=tokens_per_byte(n, self.raw_bytes), sha256=self.tokens.sha256(),
             max_token_id=self.tokens.max_value,
-            token_checksums=ChunkChecksums(self.tokens.chunk, tuple(self.tokens.chunk_crc32s)),
-            document_checksums=ChunkChecksums(self.starts.chunk,
-                                              tuple(self.starts.chunk_crc32s)),
+            token_checksums=self.tokens.checksums(),
+            document_checksums=self.starts.checksums(),
         )
 
 

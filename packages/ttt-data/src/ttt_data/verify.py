@@ -1,7 +1,7 @@
 """Whole-store verification (`ttt data verify`): every chunk of every split is read once
-and compared with the manifest (crc32 per chunk, sha256 and token count per split, the
-document index too), so damage is found and named before a run trains on it. Nothing in
-the store is written."""
+and compared with the manifest (a checksum per chunk file, sha256 and token count per
+split, the document index too), so damage is found and named before a run trains on it.
+Nothing in the store is written."""
 
 from __future__ import annotations
 
@@ -104,15 +104,16 @@ def _verify_split(root: Path, found: _SplitArrays, stats: SplitStats | None,
                    "checksums: every chunk is present and decodable and the split's sha256 "
                    "matches")
     else:
-        checked = "every chunk matches its crc32 and the split's sha256 matches"
+        checked = (f"every chunk matches its {stats.token_checksums.algorithm} and the "
+                   "split's sha256 matches")
     return SplitVerdict(found.split, tokens.length, tokens.num_chunks, checked, tuple(faults))
 
 
 def verify_store(root: str | Path, split: str | None = None, *,
                  progress: bool = True) -> list[SplitVerdict]:
     """Check every chunk of every split (or of ``split``) against the manifest: present,
-    decodable, crc32 and sha256 as recorded. Read only; a progress bar appears on stderr
-    for stores that take more than a second."""
+    decodable, chunk checksums and sha256 as recorded. Read only; a progress bar appears
+    on stderr for stores that take more than a second."""
     root = Path(root)
     present = list_splits(root)
     manifest = read_manifest(root)

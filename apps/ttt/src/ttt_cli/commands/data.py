@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenize", help="tokenize a corpus into a token store",
                        description="Tokenize text files/folders, JSONL or Parquet with a local "
                                    "tokenizer snapshot into <out>/train, <out>/val and "
-                                   "<out>/manifest.json (with a crc32 per chunk, checked as "
+                                   "<out>/manifest.json (with a CRC32C per chunk, checked as "
                                    "the store is read). The same input gives the same bytes. "
                                    "Invalid UTF-8 is replaced by U+FFFD and counted (refused "
                                    "with --strict); binary files in input folders are skipped "
