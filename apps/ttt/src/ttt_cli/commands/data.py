@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("verify", help="check every chunk of a store against its manifest",
                        description="Read every chunk of every split (and document index) and "
-                                   "check it is present, decodes, and matches the crc32 and "
+                                   "check it is present, decodes, and matches the CRC32C and "
                                    "sha256 the manifest recorded. Prints one verdict per split; "
                                    "exit 0 when intact, 2 naming the bad token ranges. Read "
                                    "only.")
