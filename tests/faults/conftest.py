@@ -11,19 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps" / "ttt" / "tests"))
 
-from ttt_app_testlib import make_store  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path, _ = make_store(tmp_path_factory.mktemp("data"))
-    return path
-
-
-@pytest.fixture(scope="session")
-def tokenizer(store: Path) -> Path:
-    return store.parent / "tokenizer"
+from ttt_app_testlib import store, tokenizer  # noqa: E402, F401  (session fixtures)

@@ -11,10 +11,25 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 # One persistent XLA cache for every test and subprocess: stages of the same shape
 # compile once per machine, not once per test.
 JAX_CACHE = os.environ.get("TTT_TEST_JAX_CACHE",
                            str(Path(tempfile.gettempdir()) / "ttt_jax_cache"))
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session's tiny token store (import this fixture into a conftest)."""
+    path, _ = make_store(tmp_path_factory.mktemp("data"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(store: Path) -> Path:
+    """The tokenizer folder the session's store was written with."""
+    return store.parent / "tokenizer"
 
 
 def make_store(root: Path) -> tuple[Path, Path]:
