@@ -11,7 +11,7 @@ import pytest
 from ttt_app_testlib import E2E, tiny_overrides
 
 from ttt_cli.main import main
-from ttt_import.checkpoints import load_model
+from ttt_model.checkpoint import load_model
 from ttt_model.ttt import meta_loss
 
 INNER_LR = 0.3

@@ -9,7 +9,9 @@ import pytest
 
 from conftest import our_logits_from_checkpoint, tokens
 from ttt_import import AuditError, ImportFailure, Recipe, import_snapshot
-from ttt_import.score import score_checkpoint
+from ttt_model.checkpoint import load_model
+from ttt_model.inference import TTTRunner
+from ttt_model.losses import pretrain_loss
 
 T = 48
 
@@ -75,9 +77,10 @@ def test_ttt_checkpoint_runs_inner_loop(snapshots, tmp_path):
     out = tmp_path / "ttt"
     import_snapshot(snapshots["qwen2_5_0_5b"], out, parity=False,
                     recipe=Recipe("ttt", window=32, suffix_len=1, mini_batch_size=16))
-    x = tokens(2, 65, seed=3)
-    with_ttt = np.array(score_checkpoint(out, x, ttt=True)["token_nll"])
-    without = np.array(score_checkpoint(out, x, ttt=False)["token_nll"])
+    x = np.asarray(tokens(2, 65, seed=3), np.int32)
+    model = load_model(out)
+    with_ttt = np.asarray(TTTRunner(model).prefill(x)[1])
+    without = np.asarray(pretrain_loss(model, x)[1]["token_nll"])
     assert with_ttt.shape == without.shape == (2, 64)
     # the first chunk is predicted before any inner step; later chunks after learning
     assert np.max(np.abs(with_ttt[:, :16] - without[:, :16])) <= 1e-4

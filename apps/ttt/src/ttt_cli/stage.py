@@ -28,7 +28,6 @@ from jax.sharding import Mesh
 
 from ttt_cli.config import ComposedConfig, write_configs
 from ttt_cli.data_feed import TrainFeed, heldout_batches
-from ttt_cli.evaluate import HeldoutLoss, heldout_loss
 from ttt_cli.interrupts import StopRequest, stop_on_signals
 from ttt_cli.run_lock import RunLock, describe_previous
 from ttt_cli.run_log import RunLog, format_step
@@ -36,6 +35,7 @@ from ttt_cli.runtime import Runtime, start_runtime
 from ttt_cli.translate import StageSpec, model_kind, tokens_per_step, translate
 from ttt_cli.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
 from ttt_data.manifest import read_manifest
+from ttt_eval.heldout import HeldoutLoss, heldout_loss
 from ttt_ledger import (
     EvalResult,
     Ledger,
@@ -53,8 +53,8 @@ from ttt_model.checkpoint import save_checkpoint
 from ttt_model.sharding import state_shardings
 from ttt_model.train import TrainState, make_train_step
 
-PACKAGES = ("ttt", "ttt-model", "ttt-data", "ttt-ledger", "ttt-import", "jax", "jaxlib",
-            "flax", "optax", "orbax-checkpoint", "grain")
+PACKAGES = ("ttt", "ttt-model", "ttt-data", "ttt-ledger", "ttt-import", "ttt-eval", "jax",
+            "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
 
 
 class NonFiniteLossError(RuntimeError):

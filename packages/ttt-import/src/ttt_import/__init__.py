@@ -11,7 +11,6 @@ from ttt_import.errors import (
     ImportFailure,
     ParityError,
     ProfileError,
-    ScoreError,
     SnapshotError,
 )
 from ttt_import.export import export_checkpoint
@@ -25,14 +24,23 @@ from ttt_import.profiles import (
     profile_model_config,
 )
 from ttt_import.recipes import Recipe
-from ttt_import.score import load_tokens, score_checkpoint, score_tokens, tokenize_text
 from ttt_import.snapshot import Snapshot, open_snapshot
 
 __all__ = [
     "FAMILIES", "PROFILES", "Audit", "AuditError", "ExportError", "ImportFailure",
     "ImportPlan", "ImportResult", "ModelProfile", "ParityError", "ProfileError", "Recipe",
-    "ScoreError", "Snapshot", "SnapshotError", "export_checkpoint", "get_family",
-    "get_profile", "import_snapshot", "load_tokens", "open_snapshot", "parameter_count",
-    "plan_import", "prepare_profile", "profile_model_config", "score_checkpoint",
-    "score_tokens", "tokenize_text",
+    "Snapshot", "SnapshotError", "export_checkpoint", "get_family",
+    "get_profile", "import_snapshot", "open_snapshot", "parameter_count",
+    "plan_import", "prepare_profile", "profile_model_config",
 ]
+
+_MOVED_TO_EVAL = ("ScoreError", "load_tokens", "score_checkpoint", "score_tokens",
+                  "tokenize_text")
+
+
+def __getattr__(name: str):
+    """Names that moved to ttt-eval fail with where they went, not a bare AttributeError."""
+    if name in _MOVED_TO_EVAL:
+        raise ImportError(f"ttt_import.{name} moved to ttt_eval.score.{name} "
+                          "(package ttt-eval)")
+    raise AttributeError(f"module 'ttt_import' has no attribute {name!r}")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ttt_model.checkpoint import read_model_config, restore_params, save_checkpoint
+from ttt_model.checkpoint import load_model, save_checkpoint  # noqa: F401  (load_model: its home)
 from ttt_model.config import ModelConfig
 from ttt_model.model import Transformer, abstract_model
 from ttt_model.params import path_str
@@ -56,11 +56,3 @@ def write_checkpoint(directory: Path, cfg: ModelConfig, flat: dict[str, Any],
     extra copy of each, which nearly doubles the peak memory of a large import.
     """
     return save_checkpoint(directory, 0, params=nest(flat), model_cfg=cfg, meta=meta)
-
-
-def load_model(checkpoint_dir: str | Path) -> Transformer:
-    """The model stored in a ttt-model checkpoint (newest step)."""
-    cfg = read_model_config(checkpoint_dir)
-    graphdef, params, rest = nnx.split(abstract_model(cfg), nnx.Param, ...)
-    params = restore_params(checkpoint_dir, params)
-    return nnx.merge(graphdef, params, rest)

@@ -29,6 +29,3 @@ class ParityError(ImportFailure):
 class ExportError(ImportFailure):
     """A checkpoint cannot be written in Hugging Face format (e.g. it carries TTT prime MLPs)."""
 
-
-class ScoreError(ImportFailure):
-    """Scoring input (tokens, text, tokenizer, checkpoint) is unusable."""

@@ -529,3 +529,12 @@ def _point_latest_at_newest(directory: Path) -> None:
     except (OSError, ValueError):
         old = {}
     _write_json_atomic(latest, {**(old if isinstance(old, dict) else {}), "step": max(steps)})
+
+
+def load_model(directory: str | Path, step: int | None = None):
+    """The model stored in a checkpoint (newest step by default), every array checked."""
+    from ttt_model.model import abstract_model
+
+    graphdef, params, rest = nnx.split(abstract_model(read_model_config(directory, step)),
+                                       nnx.Param, ...)
+    return nnx.merge(graphdef, restore_params(directory, params, step), rest)

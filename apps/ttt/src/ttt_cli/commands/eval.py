@@ -20,8 +20,6 @@ import os
 import sys
 from pathlib import Path
 
-from ttt_import.errors import ImportFailure
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate checkpoints",
@@ -45,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from ttt_import.score import load_tokens, score_checkpoint, tokenize_text
+    from ttt_eval.errors import EvalError
+    from ttt_eval.score import load_tokens, score_checkpoint, tokenize_text
 
     if args.text is not None and args.tokenizer is None:
         print("ttt eval score: --text needs --tokenizer DIR", file=sys.stderr)
@@ -56,7 +55,7 @@ def run_score(args: argparse.Namespace) -> int:
         result = score_checkpoint(args.checkpoint, tokens, ttt=args.ttt,
                                   tokenizer_dir=args.tokenizer if args.text else None,
                                   allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
-    except ImportFailure as e:
+    except EvalError as e:
         print(f"ttt eval score: {e}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
