@@ -11,13 +11,7 @@ from conftest import random_tokens, tiny
 from ttt_model.attention import KVCache, apply_rope, attend, attend_chunk, attend_sequence
 from ttt_model.losses import pretrain_loss
 from ttt_model.model import build_model
-from ttt_model.testing import assert_close, forward_terms, tolerance
-
-
-def attention_terms(D: int, S: int) -> int:
-    """Sums in one attention output: the q.k score (D), the softmax normaliser and the
-    weighted sum of values (S keys each), 4x for exp/divide/sqrt/RoPE rounding."""
-    return 4 * (D + 2 * S)
+from ttt_model.testing import assert_close, attention_terms, forward_terms, tolerance
 
 
 def naive_attention(q, k, v, window):

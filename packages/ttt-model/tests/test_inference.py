@@ -13,7 +13,7 @@ from ttt_model.costs import compiled_costs
 from ttt_model.inference import TTTRunner
 from ttt_model.losses import pretrain_loss
 from ttt_model.model import build_model
-from ttt_model.testing import assert_close, forward_terms
+from ttt_model.testing import assert_close, forward_terms, ttt_terms
 from ttt_model.ttt import meta_loss
 
 
@@ -21,11 +21,6 @@ from ttt_model.ttt import meta_loss
 def model():
     return build_model(tiny(), seed=2)
 
-
-def ttt_terms(cfg, T: int) -> int:
-    """Each inner step before a chunk adds a backward pass (about twice a forward) to the
-    chain its NLL goes through: 1 + 2 * (T/b - 1) forward passes by the last chunk."""
-    return forward_terms(cfg, T) * (1 + 2 * (T // cfg.mini_batch_size - 1))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +53,7 @@ def test_prefill_then_decode_equals_meta_loss(model, tokens):
     assert_close(jnp.concatenate(got, 1), meta["token_nll"], terms=ttt_terms(model.cfg, 64),
                  statistical=True)
     assert step._cache_size() == 1
-    assert int(state.position) == tokens.shape[1]
+    assert state.position.tolist() == [tokens.shape[1]] * 2  # per sequence
 
 
 def test_runner_without_ttt_equals_chunked_swa(model, tokens):
@@ -95,7 +90,7 @@ def test_prompts_of_at_most_one_chunk_are_all_pending(model, tokens, n):
     """No inner step can happen yet: prefill equals the plain forward pass."""
     state, nll = jax.jit(TTTRunner(model).prefill)(tokens[:, :n])
     _, swa = pretrain_loss(model, tokens[:, : n + 1])
-    assert nll.shape == (2, n - 1) and int(state.n_pending) == n
+    assert nll.shape == (2, n - 1) and state.n_pending.tolist() == [n, n]
     terms = forward_terms(model.cfg, n)
     assert_close(nll, swa["token_nll"][:, : n - 1], terms=terms, statistical=True)
     assert_close(state.seq.last_logits_V, model(tokens[:, :n])[:, -1], terms=terms,

@@ -1,4 +1,5 @@
-"""Causal attention in plain jnp: full, sliding, and chunked sliding with a carried cache.
+"""Causal attention in plain jnp: full, sliding, chunked sliding with a carried cache, and
+one-token decoding over a ring cache written in place.
 
 Visibility is decided from positions alone: query at position p sees key at position s iff
 the key is valid, s <= p and p - s < window. `attend` is the reference every other path
@@ -10,11 +11,13 @@ the permutation to and from the authors' adjacent-pair layout.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NEG_INF = -1e30
 
@@ -32,15 +35,59 @@ def rope_angles(pos_T: jax.Array, head_dim: int, theta: float, dtype=jnp.float32
     return jnp.cos(ang_TxF), jnp.sin(ang_TxF)
 
 
-def apply_rope(x_BxTxHxD: jax.Array, pos_T: jax.Array, theta: float) -> jax.Array:
+_DIGIT_BITS = 8
+_DIGITS = 4  # base-256 digits: every non-negative int32 position
+
+
+@functools.lru_cache(maxsize=32)
+def _digit_angle_tables(head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [digits, 256, head_dim/2] of (d * 256**level * inv_freq) mod 2 pi, in float64."""
+    inv_freq_F = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    d = np.arange(1 << _DIGIT_BITS, dtype=np.float64)
+    ang = np.stack([np.mod(d[:, None] * float(1 << (_DIGIT_BITS * lvl)) * inv_freq_F,
+                           2 * np.pi) for lvl in range(_DIGITS)])
+    return np.cos(ang), np.sin(ang)
+
+
+def exact_rope_angles(pos_T: jax.Array, head_dim: int, theta: float, dtype=jnp.float32
+                      ) -> tuple[jax.Array, jax.Array]:
+    """cos/sin tables [T, head_dim/2] accurate to a few ulps at any position.
+
+    `rope_angles` rounds pos * inv_freq in float32, an error of about pos * 6e-8 rad that
+    grows with the position (2e-3 rad at 32K). Here the angle is reduced mod 2 pi per
+    base-256 digit of the position in float64 and the digits' rotations are multiplied:
+    decode caches can hold keys rotated at absolute positions without drift.
+    """
+    cos_tab, sin_tab = _digit_angle_tables(head_dim, float(theta))
+    pos_T = pos_T.astype(jnp.int32)
+    cos_TxF = sin_TxF = None
+    for lvl in range(_DIGITS):
+        digit_T = (pos_T >> (_DIGIT_BITS * lvl)) & ((1 << _DIGIT_BITS) - 1)
+        c = jnp.take(jnp.asarray(cos_tab[lvl], dtype), digit_T, axis=0)
+        s = jnp.take(jnp.asarray(sin_tab[lvl], dtype), digit_T, axis=0)
+        if cos_TxF is None:
+            cos_TxF, sin_TxF = c, s
+        else:
+            cos_TxF, sin_TxF = cos_TxF * c - sin_TxF * s, sin_TxF * c + cos_TxF * s
+    return cos_TxF, sin_TxF
+
+
+def rotate(x_BxTxHxD: jax.Array, cos_TxF: jax.Array, sin_TxF: jax.Array) -> jax.Array:
+    """RoPE rotation by given angles (halves layout), in the accumulation dtype."""
     d = x_BxTxHxD.shape[-1]
     acc = acc_dtype(x_BxTxHxD.dtype)
-    cos_TxF, sin_TxF = rope_angles(pos_T, d, theta, acc)
-    cos, sin = cos_TxF[None, :, None, :], sin_TxF[None, :, None, :]
+    cos = cos_TxF.astype(acc)[None, :, None, :]
+    sin = sin_TxF.astype(acc)[None, :, None, :]
     x = x_BxTxHxD.astype(acc)
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x_BxTxHxD.dtype)
+
+
+def apply_rope(x_BxTxHxD: jax.Array, pos_T: jax.Array, theta: float) -> jax.Array:
+    d = x_BxTxHxD.shape[-1]
+    cos_TxF, sin_TxF = rope_angles(pos_T, d, theta, acc_dtype(x_BxTxHxD.dtype))
+    return rotate(x_BxTxHxD, cos_TxF, sin_TxF)
 
 
 def attend(
@@ -138,18 +185,22 @@ def attend_chunk(
     q_BxCxHxD: jax.Array,
     k_BxCxKxD: jax.Array,
     v_BxCxKxD: jax.Array,
-    cache: KVCache,
+    cache: KVCache | RingCache,
     *,
     window: int | None,
     theta: float,
     scale: float | None = None,
-) -> tuple[jax.Array, KVCache]:
+) -> tuple[jax.Array, KVCache | RingCache]:
     """Attention of a chunk of C new tokens over [cache ‖ chunk]; returns the shifted cache.
 
     Inputs are pre-RoPE. Positions are taken in the local cache+chunk frame (cache slot j
     at j, chunk token i at S+i): RoPE depends only on relative position, so this equals
-    one-shot attention and stays exact however long the sequence has run.
+    one-shot attention and stays exact however long the sequence has run. A `RingCache`
+    (decoding, C = 1) is written in place instead: `attend_token`.
     """
+    if isinstance(cache, RingCache):
+        return attend_token(q_BxCxHxD, k_BxCxKxD, v_BxCxKxD, cache, window=window,
+                            theta=theta, scale=scale)
     S = cache.size
     C = q_BxCxHxD.shape[1]
     k_all = jnp.concatenate([cache.k_BxSxKxD, k_BxCxKxD.astype(cache.k_BxSxKxD.dtype)], axis=1)
@@ -163,3 +214,125 @@ def attend_chunk(
                k_valid_S=valid, scale=scale)
     new_cache = KVCache(k_all[:, C:], v_all[:, C:], jnp.minimum(cache.length + C, S))
     return o, new_cache
+
+
+# ----- decoding: a cache written in place -----
+
+def ring_positions(length: jax.Array, size: int) -> jax.Array:
+    """The tick each of `size` ring slots holds once `length` ticks are written (slot =
+    tick mod size); negative for a slot not yet written."""
+    last = length - 1
+    return last - jnp.mod(last - jnp.arange(size, dtype=jnp.int32), size)
+
+
+class RingCache(NamedTuple):
+    """A decode cache written in place: tick t lives in slot t mod S, so a new token costs
+    one slot write instead of shifting the window, and which tick a slot holds follows from
+    index arithmetic (`ring_positions`).
+
+    The rows of a batch share one write clock: row i's token j is tick start_B[i] + j
+    (prompts of different lengths end on the same tick), so every row writes the same slot,
+    an in-place dynamic-update-slice rather than a scatter. Keys are stored after RoPE at
+    their tick, with `exact_rope_angles`: RoPE depends only on differences, which stay
+    exact however long decoding runs, and no key is ever rotated again. Heads-major
+    [B, K, S, D], so one query reads each head's keys contiguously. A full-attention layer
+    has a ring as long as the whole context, which never wraps.
+    """
+
+    k_BxKxSxD: jax.Array
+    v_BxKxSxD: jax.Array
+    length: jax.Array  # int32 scalar: ticks written, i.e. the tick of the next token
+    start_B: jax.Array  # int32 [B]: each row's first tick (earlier slots are not its own)
+
+    @property
+    def size(self) -> int:
+        return self.k_BxKxSxD.shape[2]
+
+    @staticmethod
+    def build(k_BxSxKxD: jax.Array, v_BxSxKxD: jax.Array, length: jax.Array | int,
+              start_B: jax.Array, theta: float) -> RingCache:
+        """A ring from pre-RoPE keys/values already in slot order (slot r holding tick
+        ring_positions(length, S)[r]; slots a row does not own may hold anything)."""
+        length = jnp.asarray(length, jnp.int32)
+        pos_S = jnp.maximum(ring_positions(length, k_BxSxKxD.shape[1]), 0)
+        cos, sin = exact_rope_angles(pos_S, k_BxSxKxD.shape[-1], theta,
+                                     acc_dtype(k_BxSxKxD.dtype))
+        k = rotate(k_BxSxKxD, cos, sin)
+        return RingCache(jnp.swapaxes(k, 1, 2), jnp.swapaxes(v_BxSxKxD, 1, 2), length,
+                         jnp.asarray(start_B, jnp.int32))
+
+    def window_before(self, tick: jax.Array, size: int, theta: float) -> KVCache:
+        """The pre-RoPE `KVCache` attend_chunk carries just before `tick`: ticks
+        tick-size .. tick-1, newest last (still in the ring). One row: a KVCache's length
+        is shared by its rows."""
+        if self.k_BxKxSxD.shape[0] != 1:
+            raise ValueError("window_before reads a one-row ring")
+        pos_S = tick - size + jnp.arange(size, dtype=jnp.int32)
+        slots_S = jnp.mod(pos_S, self.size)
+        k = jnp.swapaxes(jnp.take(self.k_BxKxSxD, slots_S, axis=2), 1, 2)
+        v = jnp.swapaxes(jnp.take(self.v_BxKxSxD, slots_S, axis=2), 1, 2)
+        cos, sin = exact_rope_angles(jnp.maximum(pos_S, 0), k.shape[-1], theta,
+                                     acc_dtype(k.dtype))
+        length = jnp.clip(tick - self.start_B[0], 0, size).astype(jnp.int32)
+        return KVCache(rotate(k, cos, -sin), v, length)
+
+
+def attend_token(
+    q_Bx1xHxD: jax.Array,
+    k_Bx1xKxD: jax.Array,
+    v_Bx1xKxD: jax.Array,
+    ring: RingCache,
+    *,
+    window: int | None,
+    theta: float,
+    scale: float | None = None,
+) -> tuple[jax.Array, RingCache]:
+    """One new token per row (pre-RoPE) over a ring and itself; then written into its slot.
+
+    The slot it overwrites holds the key S ticks back, outside the window (S >= window).
+    The whole ring is read in one dense pass (slots not yet written are masked): a
+    full-attention step costs its ring's length, which its owner sizes to the context.
+    A loop over only the filled blocks was tried: XLA copies each dynamically sliced
+    block before the product, two to seven times slower than this single pass.
+    """
+    B, C, H, D = q_Bx1xHxD.shape
+    K, S = ring.k_BxKxSxD.shape[1], ring.size
+    if C != 1:
+        raise ValueError(f"a RingCache takes one token at a time, got a chunk of {C}")
+    if window is not None and window > S:
+        raise ValueError(f"a ring of {S} slots cannot serve a window of {window}")
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    acc = acc_dtype(q_Bx1xHxD.dtype)
+    t = ring.length
+    cos, sin = exact_rope_angles(t[None], D, theta, acc)
+    q_BxKxGxD = rotate(q_Bx1xHxD, cos, sin).reshape(B, K, H // K, D)
+    k_BxKx1xD = jnp.swapaxes(rotate(k_Bx1xKxD, cos, sin), 1, 2).astype(ring.k_BxKxSxD.dtype)
+    v_BxKx1xD = jnp.swapaxes(v_Bx1xKxD, 1, 2).astype(ring.v_BxKxSxD.dtype)
+    pos_S = ring_positions(t, S)  # the ring before this token
+    valid_BxS = pos_S[None, :] >= ring.start_B[:, None]
+    if window is not None:
+        valid_BxS &= t - pos_S[None, :] < window
+    # softmax over [ring ‖ the token's own key], without concatenating (copying) the ring
+    s_new_BxKxG = jnp.einsum("bkgd,bksd->bkgs", q_BxKxGxD, k_BxKx1xD,
+                             preferred_element_type=acc)[..., 0] * scale
+    s_BxKxGxS = jnp.einsum("bkgd,bksd->bkgs", q_BxKxGxD, ring.k_BxKxSxD,
+                           preferred_element_type=acc) * scale
+    ok = valid_BxS[:, None, None, :]
+    m_BxKxG = jnp.maximum(s_new_BxKxG, jnp.max(jnp.where(ok, s_BxKxGxS, NEG_INF), axis=-1))
+    w_BxKxGxS = jnp.where(ok, jnp.exp(s_BxKxGxS - m_BxKxG[..., None]), 0.0)
+    w_new_BxKxG = jnp.exp(s_new_BxKxG - m_BxKxG)
+    o_BxKxGxD = (jnp.einsum("bkgs,bksd->bkgd", w_BxKxGxS.astype(ring.v_BxKxSxD.dtype),
+                            ring.v_BxKxSxD, preferred_element_type=acc)
+                 + w_new_BxKxG[..., None] * v_BxKx1xD.astype(acc))
+    o_BxKxGxD = o_BxKxGxD / (w_BxKxGxS.sum(-1) + w_new_BxKxG)[..., None]
+    # The write waits on the read through a data dependency (times zero, which XLA keeps
+    # for floats; per row, so one row's NaN stays its own): otherwise XLA copies the whole
+    # ring to let the read and the in-place write run in either order.
+    after_B = 0.0 * o_BxKxGxD[:, :1, :1, :1]
+    slot = jnp.mod(t, S)
+    k_ring = jax.lax.dynamic_update_slice(
+        ring.k_BxKxSxD, k_BxKx1xD + after_B.astype(k_BxKx1xD.dtype), (0, 0, slot, 0))
+    v_ring = jax.lax.dynamic_update_slice(
+        ring.v_BxKxSxD, v_BxKx1xD + after_B.astype(v_BxKx1xD.dtype), (0, 0, slot, 0))
+    o = o_BxKxGxD.astype(v_Bx1xKxD.dtype).reshape(B, 1, H, D)
+    return o, RingCache(k_ring, v_ring, t + 1, ring.start_B)

@@ -136,6 +136,12 @@ class Block(nnx.Module):
         h = h_BxTxD + self._post(self.post_attn_norm, y).astype(h_BxTxD.dtype)
         return self._feed_forwards(h)
 
+    def keys_values(self, h_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The un-rotated keys and values this block's attention makes of `h` (its input):
+        what a decoding cache is filled with after a one-shot prefill."""
+        _, k, v = self.attention._qkv(self.pre_attn_norm(h_BxTxD))
+        return k, v
+
     def step(self, h_BxCxD: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
         y, cache = self.attention.step(self.pre_attn_norm(h_BxCxD), cache)
         h = h_BxCxD + self._post(self.post_attn_norm, y).astype(h_BxCxD.dtype)

@@ -70,6 +70,18 @@ def forward_terms(cfg, seq_len: int) -> int:
     return cfg.num_layers * per_layer + cfg.hidden_size + cfg.vocab_size
 
 
+def attention_terms(head_dim: int, n_keys: int) -> int:
+    """Sums in one attention output: the q.k score (head_dim), the softmax normaliser and
+    the weighted sum of values (n_keys each), 4x for exp/divide/sqrt/RoPE rounding."""
+    return 4 * (head_dim + 2 * n_keys)
+
+
+def ttt_terms(cfg, seq_len: int) -> int:
+    """Each inner step before a chunk adds a backward pass (about twice a forward) to the
+    chain its NLL goes through: 1 + 2 * (T/b - 1) forward passes by the last chunk."""
+    return forward_terms(cfg, seq_len) * (1 + 2 * (seq_len // cfg.mini_batch_size - 1))
+
+
 def assert_close(got, want, *, terms: int, what: str = "", statistical: bool = False) -> None:
     """Arrays equal up to tolerance(terms) times the scale of `want` (assert_trees_close)."""
     assert_trees_close([got], [want], terms=terms, what=what, statistical=statistical)
