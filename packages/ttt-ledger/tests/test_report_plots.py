@@ -227,3 +227,31 @@ def test_device_hours_of_a_cpu_pilot_are_not_rounded_to_zero(hours, text):
     from ttt_ledger.report import fmt_hours
 
     assert fmt_hours(hours) == text
+
+
+def test_bundle_evals_get_their_own_columns(tmp_path, hand_run_records):
+    """Eval results a bundle records (ctx<N>, ruler, decode) appear as report columns with
+    the recorded values; runs without them are left out of that section."""
+    from ttt_ledger import EvalResult
+    from ttt_ledger.external import context_eval_name
+
+    ledger = Ledger.open(tmp_path)
+    for record in hand_run_records:
+        ledger.add_run(record)
+    run = hand_run_records[0].run_id
+    ledger.append_eval("hand", run, EvalResult(context_eval_name(1024), {
+        "loss": 3.25, "inside_window": 3.5, "beyond_window": 3.125, "tokens": 4096}, 1024))
+    ledger.append_eval("hand", run, EvalResult(context_eval_name(256), {"loss": 3.75}, 256))
+    ledger.append_eval("hand", run, EvalResult("ruler", {"rank": 0.625, "generation": 0.0}))
+    ledger.append_eval("hand", run, EvalResult("decode", {"nll_slope_per_1k": -0.0625}))
+    report = build_report(ledger.experiment("hand"))
+    table = render(report, "table")
+    section = table.split("External evaluation")[1]
+    header = section.splitlines()[2].split()
+    assert header[:2] == ["run", "model"]
+    assert "loss@256" in header and "loss@1024" in header and "beyond-window@1024" in header
+    row = next(line for line in section.splitlines() if line.startswith(run))
+    for value in ("3.7500", "3.2500", "3.1250", "0.6250", "0.0000", "-0.0625"):
+        assert value in row
+    assert sum(line.startswith("Q-") for line in section.splitlines()) == 1
+    assert "### External evaluation" in render(report, "md")

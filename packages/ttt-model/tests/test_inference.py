@@ -57,9 +57,20 @@ def test_prefill_then_decode_equals_meta_loss(model, tokens):
 
 
 def test_runner_without_ttt_equals_chunked_swa(model, tokens):
+    """Prefill and then decoding, with the inner weights frozen (no inner weights to
+    carry), reproduce the one-shot sliding-window pass."""
     _, swa = pretrain_loss(model, tokens, chunked=True)
-    _, nll = jax.jit(TTTRunner(model, ttt=False).prefill)(tokens)
+    runner = TTTRunner(model, ttt=False)
+    _, nll = jax.jit(runner.prefill)(tokens)
     assert_close(nll, swa["token_nll"], terms=forward_terms(model.cfg, 64), statistical=True)
+    state, _ = jax.jit(runner.prefill)(tokens[:, :40])
+    got = []
+    for j in range(40, tokens.shape[1]):
+        logits = runner.next_logits(state)
+        got.append(jax.nn.logsumexp(logits, -1) - logits[jnp.arange(2), tokens[:, j]])
+        state = runner.decode_step(state, tokens[:, j])
+    assert_close(jnp.stack(got, 1), swa["token_nll"][:, 39:],
+                 terms=forward_terms(model.cfg, 64), statistical=True)
 
 
 def test_prefill_memory_does_not_grow_with_length(model):

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ttt_cli.config import compose_config
+from ttt_eval.bundle import BundleSpec
+from ttt_eval.retrieval import RetrievalSpec
+from ttt_eval.ruler import TASKS
+from ttt_eval.sweep import DEFAULT_CONTEXTS
 from ttt_ledger import (
     Ledger,
     RunRecord,
@@ -55,6 +59,27 @@ class Scale:
     model_group: str | None = None  # e.g. "pilot/{family}"
     eval_batch_size: int | None = None
     steps: bool = False  # override step budgets with the plan's
+    # the evaluation bundle at this scale: RULER tasks, samples per cell, generation cap
+    ruler_tasks: tuple[str, ...] | None = None  # None: all
+    ruler_lengths: tuple[int, ...] | None = None  # None: the two shortest contexts
+    ruler_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    ruler_samples: int = 4
+    ruler_max_new_tokens: int | None = None
+    efficiency_repeats: int = 3
+    efficiency_contexts: tuple[int, ...] | None = None  # None: the sweep's
+
+    def bundle_spec(self) -> BundleSpec:
+        """The evaluation bundle's contexts (8K..128K shrunk like every other length) and
+        RULER grid at this scale."""
+        contexts = tuple(c // self.context_divisor for c in DEFAULT_CONTEXTS)
+        ruler = RetrievalSpec(tasks=self.ruler_tasks or tuple(TASKS),
+                              lengths=self.ruler_lengths or contexts[:2],
+                              depths=self.ruler_depths, samples_per_cell=self.ruler_samples,
+                              max_new_tokens=self.ruler_max_new_tokens)
+        return BundleSpec(contexts=contexts, retrieval=ruler,
+                          trend_tokens=max(256, contexts[0]),
+                          efficiency_repeats=self.efficiency_repeats,
+                          efficiency_contexts=self.efficiency_contexts)
 
     def overrides(self, record: RunRecord) -> list[str]:
         out: list[str] = []
@@ -83,7 +108,12 @@ class Scale:
 SCALES = {
     # CPU pilot: contexts 8K/32K -> 256/1024, window 256, b 32, tiny stand-in models.
     "pilot": Scale(context_divisor=32, batch_8k=4, batch_ext=2,
-                   model_group="pilot/{family}", eval_batch_size=2, steps=True),
+                   model_group="pilot/{family}", eval_batch_size=2, steps=True,
+                   ruler_tasks=("niah_single_1", "niah_multikey_1", "niah_multivalue", "vt",
+                                "cwe"),
+                   ruler_lengths=(1024,), ruler_depths=(0.0, 1.0), ruler_samples=2,
+                   ruler_max_new_tokens=16, efficiency_contexts=(256, 1024, 4096),
+                   efficiency_repeats=2),
     "full": Scale(),
 }
 
@@ -120,6 +150,7 @@ class PipelineOptions:
     overrides: Sequence[str] = ()
     config_dirs: Sequence[Path] = ()
     val_fraction: float = 0.1
+    bundle: bool = True  # the evaluation bundle on each branch's final checkpoints
 
 
 def resolve_families(model: str) -> list[str]:
@@ -289,6 +320,18 @@ class Pipeline:
                           "rerun the same command with --skip-existing to resume")
                 break
         return self.outcomes
+
+    def evaluate(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The evaluation bundle on each branch's final checkpoints (None when no stage
+        completed): JSON/CSV/plots in the folder and eval records in the ledger."""
+        from ttt_cli.external_eval import FolderBundle, bundle_folder
+
+        if not any(o.status in ("completed", "skipped") for o in self.outcomes):
+            return None
+        self.echo("[eval] evaluation bundle on the final checkpoints")
+        return bundle_folder(FolderBundle(self.opts.exp_dir, self.opts.exp_folder),
+                             SCALES[self.opts.budget].bundle_spec(),
+                             checkpoint_path=self.opts.checkpoint_path)
 
     def _finish(self, out: StageOutcome, done: dict[str, str]) -> None:
         done[out.run_id] = out.status

@@ -28,6 +28,7 @@ from ttt_ledger.compare import (
     matched_comparisons,
     success_gate,
 )
+from ttt_ledger.external import external_columns, external_value, has_external_evals
 from ttt_ledger.groups import GroupKey, RunGroup, run_groups
 from ttt_ledger.metrics import MetricChoice, default_metric
 from ttt_ledger.records import Experiment, LedgerError, RunRecord, RunStatus
@@ -252,6 +253,11 @@ def render_table(report: LedgerReport) -> str:
                                   [_gate_cells(g) for g in report.gates],
                                   [False, False, True, True, True, True, True, True, False,
                                    False])]
+    external = _external_table(report, "-")
+    if external:
+        headers, rows = external
+        parts += ["", "External evaluation (ttt eval bundle; NLL in nats/token):", "",
+                  _text_table(headers, rows, [False, False] + [True] * (len(headers) - 2))]
     failed = [r for r in report.runs if r.status is RunStatus.FAILED]
     if failed:
         parts += ["", "Failures:"] + [f"  {r.run_id}: {r.failure_reason}" for r in failed]
@@ -276,6 +282,20 @@ def _gate_cells(g: GateResult, missing: str = "-") -> list[str]:
             missing if g.saving is None else f"{g.saving:.1%}",
             fmt_num(g.value, 4, missing=missing), fmt_num(g.reference_value, 4, missing=missing),
             fmt_num(g.loss_delta, 4, signed=True, missing=missing), g.verdict, g.reason]
+
+
+def _external_table(report: LedgerReport, missing: str
+                    ) -> tuple[list[str], list[list[str]]] | None:
+    """Runs with bundle eval results, one column per recorded measure."""
+    runs = [r for r in report.runs if has_external_evals([r])]
+    if not runs:
+        return None
+    cols = external_columns(runs)
+    headers = ["run", "model", *(h for h, _, _ in cols)]
+    rows = [[r.run_id, r.model_kind.upper(),
+             *(fmt_num(external_value(r, name, key), 4, missing=missing)
+               for _, name, key in cols)] for r in runs]
+    return headers, rows
 
 
 # -- CSV ----------------------------------------------------------------------------
@@ -408,6 +428,15 @@ def render_markdown(report: LedgerReport) -> str:
     sweeps = _sweep_lines(report, "- ", dash)
     if sweeps:
         parts += ["", _sweeps_note(report), "", *sweeps]
+    external = _external_table(report, dash)
+    if external:
+        headers, rows = external
+        parts += ["", "### External evaluation", "",
+                  _md_table(headers, rows, [False, False] + [True] * (len(headers) - 2)),
+                  "", "NLL in nats/token over each context's held-out windows; RULER: mean "
+                      "accuracy over tasks and cells (rank: the true answer ranked first by "
+                      "log-likelihood; gen: found in the greedy output); decode slope: "
+                      "NLL change per 1K generated tokens."]
     failed = [r for r in report.runs if r.status is RunStatus.FAILED]
     if failed:
         parts += [""] + [f"- {r.run_id} failed: {r.failure_reason}" for r in failed]

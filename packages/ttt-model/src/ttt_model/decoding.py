@@ -50,6 +50,19 @@ def prompt_lengths(tokens_BxN: jax.Array, lengths_B: jax.Array | None) -> jax.Ar
     return jnp.asarray(lengths_B, jnp.int32)
 
 
+def repeat_rows(state: Any, n: int) -> Any:
+    """A one-row decode state as `n` identical rows, e.g. to continue one prefilled prompt
+    with several candidate continuations at once. Every decoder's state is batched on axis 0
+    except the rings' shared write clock, its only scalars."""
+    def repeat(x: jax.Array) -> jax.Array:
+        if x.ndim == 0:
+            return x
+        if x.shape[0] != 1:
+            raise ValueError(f"repeat_rows takes a one-row state, got a leaf of shape {x.shape}")
+        return jnp.repeat(x, n, axis=0)
+    return jax.tree.map(repeat, state)
+
+
 def run_blocks(model: Transformer, tokens_BxC: jax.Array, caches: list,
                suffix_after: Any = None) -> tuple[jax.Array, jax.Array, list]:
     """Tokens through every block over carried caches (a chunk over `KVCache`s, one token
@@ -63,8 +76,9 @@ def run_blocks(model: Transformer, tokens_BxC: jax.Array, caches: list,
     h_suffix, new = h, []
     for i, (blk, c) in enumerate(zip(model.blocks, caches, strict=True)):
         if i == model.cfg.num_prefix_layers:
-            if suffix_after is not None:
-                h = h + 0.0 * jax.tree.leaves(suffix_after)[0].ravel()[0].astype(h.dtype)
+            leaves = jax.tree.leaves(suffix_after)
+            if leaves:  # (a runner without inner weights has nothing to wait for)
+                h = h + 0.0 * leaves[0].ravel()[0].astype(h.dtype)
             h_suffix = h
         h, c = blk.step(h, c)
         new.append(c)

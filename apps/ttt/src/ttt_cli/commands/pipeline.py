@@ -6,7 +6,9 @@
 
 Data roots are token stores, or corpora tokenized per family with the tokenizer of the
 family's HF snapshot (<hf-root>/<family>). The adapter path imports that snapshot into
-checkpoint `import-<short>-fa-base` first. Ends with the ledger report.
+checkpoint `import-<short>-fa-base` first. Ends with the evaluation bundle on each
+branch's final checkpoints (`ttt eval bundle`, at the budget's scale) and the ledger
+report.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config-dir", type=Path, action="append", default=[])
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="held-out fraction when tokenizing corpora (default 0.1)")
+    parser.add_argument("--no-bundle", action="store_true",
+                        help="skip the evaluation bundle on the final checkpoints")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="Hydra overrides applied to every stage")
     parser.set_defaults(func=run)
@@ -53,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ttt_cli.pipeline import Pipeline, PipelineError, PipelineOptions, resolve_families
     from ttt_cli.summary import stage_summary
+    from ttt_eval.errors import EvalError
     from ttt_ledger import LedgerError
 
     try:
@@ -63,14 +68,24 @@ def run(args: argparse.Namespace) -> int:
             books_root=args.books_root, hf_root=args.hf_root,
             skip_existing=args.skip_existing, import_parity=not args.no_import_parity,
             overrides=args.overrides, config_dirs=args.config_dir,
-            val_fraction=args.val_fraction)
+            val_fraction=args.val_fraction, bundle=not args.no_bundle)
         pipeline = Pipeline(opts)
         outcomes = pipeline.run()
         print()
         print(stage_summary(pipeline))
+        evaluated = None
+        if opts.bundle and pipeline.interrupted is None:
+            from ttt_cli.commands.eval import bundle_summary
+
+            evaluated = pipeline.evaluate()
+            if evaluated is not None:
+                bundle, paths = evaluated
+                print(bundle_summary(bundle))
+                print(f"wrote {paths['json']}, {paths['csv']} and {len(paths['plots'])} "
+                      f"plots; {paths['ledger_records']} ledger eval records")
         print()
         print(pipeline.report())
-    except (PipelineError, LedgerError) as e:
+    except (PipelineError, LedgerError, EvalError) as e:
         print(f"ttt pipeline: {e}", file=sys.stderr)
         return 2
     if pipeline.interrupted is not None:
@@ -81,5 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"ttt pipeline: {len(bad)} stage(s) did not complete: "
               f"{', '.join(o.run_id for o in bad)}", file=sys.stderr)
+        return 1
+    if evaluated is not None and evaluated[0]["failed"]:
+        for m in evaluated[0]["models"]:
+            for f in m["failures"]:
+                print(f"ttt pipeline: evaluation FAILED {m['name']} {f['measure']}: "
+                      f"{f['reason']}", file=sys.stderr)
         return 1
     return 0
