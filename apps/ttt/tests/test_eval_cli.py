@@ -78,3 +78,32 @@ def test_score_refuses_a_text_of_another_tokenizer(trained: Path, tmp_path: Path
     rc, _ = _score(trained, tmp_path, "--text", str(text), "--tokenizer", str(other),
                    "--allow-tokenizer-mismatch")
     assert rc == 0
+
+
+def test_bundle_of_checkpoints_writes_json_csv_plots(trained: Path, store: Path,
+                                                     tokenizer: Path, tmp_path: Path, capsys):
+    """`ttt eval bundle --checkpoint`: the sweep (with the run's inner loop), the decode
+    trend and RULER ranking on the run's store and tokenizer, written and summarised."""
+    out = tmp_path / "b"
+    rc = main(["eval", "bundle", "--checkpoint", str(trained), "--dataset", str(store),
+               "--tokenizer", str(tokenizer), "--contexts", "64,128", "--tokens-per-context",
+               "256", "--ruler-tasks", "niah_single_1", "--ruler-lengths", "512",
+               "--ruler-depths", "0.5", "--samples-per-cell", "1", "--no-generation",
+               "--trend-tokens", "32", "--no-efficiency", "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    bundle = json.loads((out / "external_eval.json").read_text())
+    (m,) = bundle["models"]
+    assert m["kind"] == "e2e" and m["inner_loop"]["lr"] == pytest.approx(INNER_LR)
+    assert [r["context"] for r in m["sweep"]["contexts"]] == [64, 128]
+    assert m["ruler"]["tasks"]["niah_single_1"]["rank"]["n"] == 1
+    assert (out / "external_eval.csv").read_text().count("\n") > 10
+    assert (out / "external_eval_plots" / "loss_vs_context.png").is_file()
+    assert "e2e (e2e)" in capsys.readouterr().out
+
+
+def test_bundle_bad_input_is_one_line(tmp_path: Path, capsys):
+    rc = main(["eval", "bundle", "--checkpoint", str(tmp_path / "nope"), "--no-progress",
+               "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "nope" in err[0]
+    assert not (tmp_path / "b").exists()

@@ -37,7 +37,20 @@ def test_scratch_path_pilot_runs_in_order_and_skips_existing(tmp_path: Path, sto
     manifest = json.loads((tmp_path / "exp/p/pipeline_manifest.json").read_text())
     assert [s["status"] for s in manifest["stages"]] == ["completed"] * 4
     assert (tmp_path / "exp/p/report.md").is_file()
+    # the evaluation bundle on the branch's finals (FA S-S2, E2E S-S4), shown by the report
+    bundle = json.loads((tmp_path / "exp/p/p_external_eval.json").read_text())
+    assert [m["run_id"] for m in bundle["models"]] == ["S-S2", "S-S4"]
+    assert not bundle["failed"]
+    assert [c["context"] for c in bundle["models"][1]["sweep"]["contexts"]] == \
+        [256, 1024, 2048, 4096]  # the paper's 8K..128K at pilot scale
+    assert "ruler not run: no tokenizer" in out  # a store without its tokenizer: said
+    report = out.split("External evaluation")[1]
+    assert "S-S2" in report and "S-S4" in report and "loss@4096" in report
+    with Ledger(ledger_path(tmp_path / "exp"), create=False) as ledger:
+        evals = {e.name for e in ledger.get_run("p", "S-S4").eval_results}
+    assert {"ctx256", "ctx4096", "decode"} <= evals
 
+    args.insert(1, "--no-bundle")
     assert main(args) == 2  # would overwrite: refused up front
     assert "--skip-existing" in capsys.readouterr().err
     assert main([*args, "--skip-existing"]) == 0

@@ -168,7 +168,7 @@ def evaluate_target(target: BundleTarget, spec: BundleSpec, *,
         "checkpoint_step": settings["step"], "model": model.cfg.name, "kind": kind,
         "window": window, "inner_loop": asdict(inner) if kind == "e2e" else None,
         "store": None if target.store is None else str(target.store),
-        "failed": False, "failures": []}
+        "failed": False, "failures": [], "skipped": []}
     ttt = kind == "e2e"
     t0 = time.perf_counter()
     if target.store is None:
@@ -193,9 +193,10 @@ def evaluate_target(target: BundleTarget, spec: BundleSpec, *,
         except (EvalError, DataError) as e:
             _fail(entry, "trend", _one_line(e))
     if spec.retrieval is not None:
-        if target.tokenizer is None:
-            _fail(entry, "ruler", "no tokenizer given (--tokenizer): RULER prompts are built "
-                                  "with the model's own tokenizer")
+        if target.tokenizer is None:  # not a failure of the model: a measure not asked
+            entry["skipped"].append({"measure": "ruler", "reason": "no tokenizer given "
+                                     "(--tokenizer): RULER prompts are built with the "
+                                     "model's own tokenizer"})
         else:
             _retrieval(entry, model, target, spec.retrieval, settings, inner, progress,
                        spec.split)

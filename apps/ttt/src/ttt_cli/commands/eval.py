@@ -170,6 +170,10 @@ def run_bundle_command(args: argparse.Namespace) -> int:
     print(f"wrote {paths['json']}, {paths['csv']} and {len(paths['plots'])} plots"
           + (f"; {paths['ledger_records']} ledger eval records" if "ledger_records" in paths
              else ""))
+    for m in bundle["models"]:
+        for skip in m.get("skipped", []):
+            print(f"ttt eval bundle: note: {m['name']}: {skip['measure']} not run: "
+                  f"{skip['reason']}", file=sys.stderr)
     if bundle["failed"]:
         for m in bundle["models"]:
             for f in m["failures"]:

@@ -81,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
             if evaluated is not None:
                 bundle, paths = evaluated
                 print(bundle_summary(bundle))
+                for m in bundle["models"]:
+                    for skip in m.get("skipped", []):
+                        print(f"[eval] note: {m['name']}: {skip['measure']} not run: "
+                              f"{skip['reason']}")
                 print(f"wrote {paths['json']}, {paths['csv']} and {len(paths['plots'])} "
                       f"plots; {paths['ledger_records']} ledger eval records")
         print()
