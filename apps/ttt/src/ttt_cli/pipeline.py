@@ -110,7 +110,7 @@ SCALES = {
     "pilot": Scale(context_divisor=32, batch_8k=4, batch_ext=2,
                    model_group="pilot/{family}", eval_batch_size=2, steps=True,
                    ruler_tasks=("niah_single_1", "niah_multikey_1", "niah_multivalue", "vt",
-                                "cwe"),
+                                "fwe"),  # cwe's fixed parts alone exceed 1024 tokens
                    ruler_lengths=(1024,), ruler_depths=(0.0, 1.0), ruler_samples=2,
                    ruler_max_new_tokens=16, efficiency_contexts=(256, 1024, 4096),
                    efficiency_repeats=2),
