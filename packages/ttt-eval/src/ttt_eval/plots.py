@@ -38,31 +38,45 @@ def _log_x(ax, contexts: Sequence[int]) -> None:
     ax.minorticks_off()
 
 
+def _label(m: dict[str, Any]) -> str:
+    return f"{m['name']} ({m.get('kind', '?').upper()})"
+
+
+def _legend(fig: Figure, ax, n: int) -> None:
+    """Beside the axes once there are more lines than fit over the data."""
+    if n <= 6:
+        ax.legend(fontsize=7)
+    else:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
 def plot_loss_vs_context(models: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """Mean NLL per context, with the beyond-first-window slice dashed."""
-    fig = Figure(figsize=(6.4, 4.2))
+    """Mean NLL per context (solid), and over the targets beyond the first window (dashed,
+    same colour)."""
+    fig = Figure(figsize=(8.0, 4.4))
     ax = fig.add_subplot()
     contexts: set[int] = set()
+    drawn = 0
     for m in models:
         rows = [r for r in m.get("sweep", {}).get("contexts", []) if r.get("mean_nll") is not None]
         if not rows:
             continue
         xs = [r["context"] for r in rows]
         contexts.update(xs)
-        line, = ax.plot(xs, [r["mean_nll"] for r in rows], marker="o", label=m["name"])
+        line, = ax.plot(xs, [r["mean_nll"] for r in rows], marker="o", label=_label(m))
+        drawn += 1
         beyond = [(r["context"], r["beyond_window"]["mean_nll"]) for r in rows
                   if (r.get("beyond_window") or {}).get("count")]
         if beyond:
-            ax.plot(*zip(*beyond, strict=True), ls="--", marker=".", color=line.get_color(),
-                    label=f"{m['name']} (beyond window)")
+            ax.plot(*zip(*beyond, strict=True), ls="--", marker=".", color=line.get_color())
     if not contexts:
         return None
     _log_x(ax, sorted(contexts))
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("mean NLL (nats/token)")
-    ax.set_title("Loss against context")
+    ax.set_title("Loss against context (dashed: targets beyond the first window)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(fig, ax, drawn)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -70,7 +84,7 @@ def plot_loss_vs_context(models: Sequence[dict[str, Any]], path: Path) -> Path |
 def plot_position_nll(models: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """Per-position NLL (log-binned) at the longest context each model reached, with the
     attention window marked."""
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(8.0, 4.4))
     ax = fig.add_subplot()
     drawn = False
     windows: set[int] = set()
@@ -82,7 +96,7 @@ def plot_position_nll(models: Sequence[dict[str, Any]], path: Path) -> Path | No
         bins = [b for b in r["bins"] if b["count"]]
         xs = [math.sqrt(b["lo"] * b["hi"]) for b in bins]
         ax.plot(xs, [b["mean_nll"] for b in bins], marker="o",
-                label=f"{m['name']} @ {_context(r['context'])}")
+                label=f"{_label(m)} @ {_context(r['context'])}")
         drawn = True
         if m.get("sweep", {}).get("window"):
             windows.add(int(m["sweep"]["window"]))
@@ -96,7 +110,7 @@ def plot_position_nll(models: Sequence[dict[str, Any]], path: Path) -> Path | No
     ax.set_ylabel("mean NLL (nats/token)")
     ax.set_title("Per-position NLL")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(fig, ax, len(ax.get_lines()) - len(windows))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -115,8 +129,14 @@ def plot_ruler_heatmaps(models: Sequence[dict[str, Any]], out_dir: Path,
         panels = [m for m in models if way in m.get("ruler", {}).get("tasks", {}).get(task, {})]
         if not panels:
             continue
-        fig = Figure(figsize=(3.2 * len(panels) + 1.0, 3.4))
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        cols = min(len(panels), 5)
+        rows_n = -(-len(panels) // cols)
+        fig = Figure(figsize=(3.0 * cols + 1.0, 3.0 * rows_n + 0.4), layout="constrained")
+        grid_axes = fig.subplots(rows_n, cols, squeeze=False)
+        axes = list(grid_axes.ravel())
+        for ax in axes[len(panels):]:
+            ax.set_axis_off()
+        axes = axes[: len(panels)]
         image = None
         for k, (ax, m) in enumerate(zip(axes, panels, strict=True)):
             cells = m["ruler"]["tasks"][task][way]["cells"]
@@ -133,10 +153,11 @@ def plot_ruler_heatmaps(models: Sequence[dict[str, Any]], out_dir: Path,
             ax.set_xticks(range(len(lengths)), [_context(n) for n in lengths], fontsize=7)
             ax.set_yticks(range(len(depths)),
                           ["-" if d is None else f"{d:.0%}" for d in depths], fontsize=7)
-            ax.set_xlabel("context")
-            if k == 0:
+            if k >= len(panels) - cols:
+                ax.set_xlabel("context")
+            if k % cols == 0:
                 ax.set_ylabel("needle depth")
-            ax.set_title(m["name"], fontsize=8)
+            ax.set_title(_label(m), fontsize=8)
         if image is not None:
             fig.colorbar(image, ax=list(axes), shrink=0.8, label="accuracy")
         fig.suptitle(f"RULER {task} ({way})", fontsize=9)
@@ -146,7 +167,7 @@ def plot_ruler_heatmaps(models: Sequence[dict[str, Any]], out_dir: Path,
 
 def plot_latency(models: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """Measured prefill and decode ms/token against context (medians), two panels."""
-    fig = Figure(figsize=(9.6, 4.0))
+    fig = Figure(figsize=(11.0, 4.2))
     left, right = fig.subplots(1, 2)
     contexts: set[int] = set()
     for m in models:
@@ -155,7 +176,7 @@ def plot_latency(models: Sequence[dict[str, Any]], path: Path) -> Path | None:
             pts = [(r["context"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
                 contexts.update(c for c, _ in pts)
-                ax.plot(*zip(*pts, strict=True), marker="o", label=m["name"])
+                ax.plot(*zip(*pts, strict=True), marker="o", label=_label(m))
     if not contexts:
         return None
     for ax, title in ((left, "prefill"), (right, "decode after a prompt of that length")):
@@ -165,7 +186,7 @@ def plot_latency(models: Sequence[dict[str, Any]], path: Path) -> Path | None:
         ax.set_ylabel("ms / token (median)")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    _legend(fig, right, len(models))
     fig.tight_layout()
     return _save(fig, path)
 
