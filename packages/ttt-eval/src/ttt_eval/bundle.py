@@ -27,14 +27,14 @@ from ttt_data.errors import DataError
 from ttt_data.store import open_checked_split
 from ttt_data.windows import TokenWindows, contiguous_window_count
 from ttt_eval.efficiency import Timing, efficiency
-from ttt_eval.errors import EvalError
+from ttt_eval.errors import EvalError, one_line
 from ttt_eval.nll import InnerLoop
 from ttt_eval.plots import write_bundle_plots
 from ttt_eval.retrieval import RetrievalSpec, evaluate_retrieval
-from ttt_eval.score import check_tokenizer, run_settings
+from ttt_eval.score import check_tokenizer, load_run_model
 from ttt_eval.sweep import DEFAULT_CONTEXTS, choose_windows, sweep
 from ttt_eval.trend import decode_trend
-from ttt_model.checkpoint import CheckpointError, load_model, read_model_config
+from ttt_model.checkpoint import CheckpointError, read_model_config
 from ttt_model.model import Transformer
 
 
@@ -82,10 +82,6 @@ def _window(model: Transformer) -> int | None:
     return max(windows) if windows else None
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 def trend_tokens(store: Path, split: str, length: int, vocab_size: int, seed: int
                  ) -> np.ndarray:
     """One seeded window of `length` tokens of the split (a prompt and its reference
@@ -124,7 +120,7 @@ def _retrieval(entry: dict[str, Any], model: Transformer, target: BundleTarget,
             spec = replace(spec, essay=essay)
             entry["ruler_haystack"] = f"essay tasks: the first tokens of {target.store} {split}"
     except (EvalError, DataError) as e:
-        _fail(entry, "ruler", _one_line(e))
+        _fail(entry, "ruler", one_line(e))
         return
     merged: dict[str, Any] | None = None
     for task in spec.tasks:
@@ -132,7 +128,7 @@ def _retrieval(entry: dict[str, Any], model: Transformer, target: BundleTarget,
             out = evaluate_retrieval(model, tok, replace(spec, tasks=(task,)), inner=inner,
                                      eos_id=eos, progress=progress)
         except EvalError as e:
-            _fail(entry, f"ruler/{task}", _one_line(e))
+            _fail(entry, f"ruler/{task}", one_line(e))
             continue
         if merged is None:
             merged = out
@@ -153,12 +149,7 @@ def evaluate_target(target: BundleTarget, spec: BundleSpec, *,
     """Every measure of one checkpoint; a measure that fails is recorded with its reason.
     `comparison_window`: where a full-attention model's inside/beyond slices split (the
     window of the models it is compared with)."""
-    try:
-        settings = run_settings(target.checkpoint)
-        model = load_model(target.checkpoint)
-    except (CheckpointError, FileNotFoundError) as e:
-        raise EvalError(f"{target.checkpoint}: not a readable ttt-model checkpoint ({e})"
-                        ) from None
+    model, settings = load_run_model(target.checkpoint)
     inner: InnerLoop = settings["inner"]
     kind = model_kind(model)
     window = _window(model) or comparison_window
@@ -184,14 +175,14 @@ def evaluate_target(target: BundleTarget, spec: BundleSpec, *,
             for f in result.failures:
                 _fail(entry, f"sweep@{f['context']}", f["reason"])
         except (EvalError, DataError) as e:
-            _fail(entry, "sweep", _one_line(e))
+            _fail(entry, "sweep", one_line(e))
         try:
             n_prompt = spec.trend_prompt or min(spec.contexts)
             tokens = trend_tokens(target.store, spec.split, n_prompt + spec.trend_tokens,
                                   model.cfg.vocab_size, spec.seed)
             entry["trend"] = decode_trend(model, tokens, n_prompt, inner=inner)
         except (EvalError, DataError) as e:
-            _fail(entry, "trend", _one_line(e))
+            _fail(entry, "trend", one_line(e))
     if spec.retrieval is not None:
         if target.tokenizer is None:  # not a failure of the model: a measure not asked
             entry["skipped"].append({"measure": "ruler", "reason": "no tokenizer given "

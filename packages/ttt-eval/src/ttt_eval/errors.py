@@ -9,3 +9,8 @@ class EvalError(ValueError):
 
 class ScoreError(EvalError):
     """Tokens or a checkpoint that cannot be scored, or a score that is not a number."""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (what a CLI prints and a bundle records)."""
+    return " ".join(str(e).split()) or type(e).__name__

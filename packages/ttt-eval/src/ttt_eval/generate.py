@@ -29,10 +29,9 @@ from flax import nnx
 from ttt_data.errors import TokenizerError
 from ttt_data.tokenizer import TokenizerInfo, describe_tokenizer, load_tokenizer
 from ttt_eval.errors import EvalError
-from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop
+from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop, require_ttt
 from ttt_eval.sampling import Sampling, next_tokens
-from ttt_eval.score import check_tokenizer, run_settings
-from ttt_model.checkpoint import CheckpointError, load_model
+from ttt_eval.score import check_tokenizer, load_run_model
 from ttt_model.decoding import KVCacheDecoder
 from ttt_model.inference import TTTRunner
 from ttt_model.model import Transformer
@@ -163,12 +162,8 @@ class Generator:
             raise EvalError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
         ttt = cfg.prime if ttt is None else ttt
         full = [i for i in range(cfg.num_layers) if cfg.window(i) is None]
-        if ttt and not cfg.prime:
-            raise EvalError(f"model {cfg.name!r} has no prime MLPs (inner weights): it "
-                            "cannot decode with TTT; use ttt=False (--no-ttt)")
-        if ttt and full:
-            raise EvalError(f"model {cfg.name!r}: layers {full} use full attention; TTT "
-                            "decoding needs sliding attention in every layer")
+        if ttt:
+            require_ttt(cfg, "decoding")
         self.cfg = cfg
         self.inner = inner
         self.ttt = ttt
@@ -350,12 +345,7 @@ def load_generator(checkpoint_dir: str | Path, max_new_tokens: int, *,
                    allow_tokenizer_mismatch: bool = False) -> Generator:
     """A `Generator` for a checkpoint's model with its run's own inner loop; a given
     tokenizer is checked against the one the run trained with."""
-    try:
-        settings = run_settings(checkpoint_dir)
-        model = load_model(checkpoint_dir)
-    except (CheckpointError, OSError) as e:
-        raise EvalError(f"{checkpoint_dir}: not a readable ttt-model checkpoint ({e})"
-                        ) from None
+    model, settings = load_run_model(checkpoint_dir)
     if tokenizer_dir is not None and not allow_tokenizer_mismatch:
         check_tokenizer(checkpoint_dir, settings["tokenizer"], tokenizer_dir)
     return Generator(model, settings["inner"], max_new_tokens, ttt=ttt)

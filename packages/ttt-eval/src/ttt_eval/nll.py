@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ttt_model.config import DEFAULT_SPEC_INNER
+from ttt_eval.errors import EvalError
+from ttt_model.config import DEFAULT_SPEC_INNER, ModelConfig
 from ttt_model.inference import TTTRunner
 from ttt_model.losses import pretrain_loss, target_mask
 from ttt_model.model import Transformer
@@ -35,6 +36,18 @@ class InnerLoop:
 
 
 PAPER_INNER_LOOP = InnerLoop()  # the paper's: lr 1, clip 1, the prime MLPs
+
+
+def require_ttt(cfg: ModelConfig, doing: str, error: type[EvalError] = EvalError) -> None:
+    """Refuse TTT on a model it cannot run on: one without prime MLPs (no inner weights),
+    or one with a full-attention layer (the inner loop carries window caches)."""
+    if not cfg.prime:
+        raise error(f"model {cfg.name!r} has no prime MLPs (inner weights): {doing} with TTT "
+                    "needs a ttt-recipe model; use ttt=False (--no-ttt)")
+    full = [i for i in range(cfg.num_layers) if cfg.window(i) is None]
+    if full:
+        raise error(f"model {cfg.name!r}: layers {full} use full attention; {doing} with TTT "
+                    "needs sliding attention in every layer")
 
 
 def token_nll(model: Transformer, tokens_BxN: jax.Array, *, ttt: bool,

@@ -19,8 +19,8 @@ from flax import nnx
 
 from ttt_data.errors import TokenizerError
 from ttt_data.tokenizer import load_tokenizer, tokenizer_file, tokenizer_sha256
-from ttt_eval.errors import ScoreError
-from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop, token_nll
+from ttt_eval.errors import EvalError, ScoreError, one_line
+from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop, require_ttt, token_nll
 from ttt_model.checkpoint import CheckpointError, load_model, read_meta
 from ttt_model.config import DEFAULT_SPEC_INNER
 from ttt_model.model import Transformer
@@ -71,15 +71,8 @@ def _check_scorable(model: Transformer, tokens: np.ndarray, ttt: bool) -> None:
     if lo < 0 or hi >= cfg.vocab_size:
         raise ScoreError(f"token ids span [{lo}, {hi}] but the model's vocabulary is "
                          f"[0, {cfg.vocab_size})")
-    if not ttt:
-        return
-    if not cfg.prime:
-        raise ScoreError(f"model {cfg.name!r} has no prime MLPs (inner weights): TTT "
-                         "scoring needs a ttt-recipe checkpoint; use --no-ttt")
-    full = [i for i in range(cfg.num_layers) if cfg.window(i) is None]
-    if full:
-        raise ScoreError(f"model {cfg.name!r}: layers {full} use full attention; TTT "
-                         "prefill needs sliding attention in every layer")
+    if ttt:
+        require_ttt(cfg, "scoring", ScoreError)
 
 
 def score_tokens(model: Transformer, tokens: np.ndarray, *, ttt: bool | None = None,
@@ -125,6 +118,19 @@ def run_settings(checkpoint_dir: str | Path) -> dict[str, Any]:
             "from_train_config": bool(tc)}
 
 
+def load_run_model(checkpoint_dir: str | Path, error: type[EvalError] = EvalError
+                   ) -> tuple[Transformer, dict[str, Any]]:
+    """A checkpoint's model and its run's settings (`run_settings`); an unreadable or
+    damaged checkpoint is one `error` line."""
+    try:
+        settings = run_settings(checkpoint_dir)
+        model = load_model(checkpoint_dir)
+    except (CheckpointError, OSError, KeyError, ValueError) as e:
+        raise error(f"{checkpoint_dir}: not a readable ttt-model checkpoint ({one_line(e)})"
+                    ) from None
+    return model, settings
+
+
 def check_tokenizer(checkpoint_dir: str | Path, recorded: dict[str, Any] | None,
                     tokenizer_dir: str | Path) -> None:
     """Refuse a tokenizer whose tokenizer.json differs from the one the run trained with."""
@@ -147,12 +153,7 @@ def score_checkpoint(checkpoint_dir: str | Path, tokens: np.ndarray, *,
                      allow_tokenizer_mismatch: bool = False) -> dict[str, Any]:
     """`score_tokens` on the model of a checkpoint, with the run's own inner loop;
     `tokenizer_dir` (the one that made `tokens`) is checked against the run's tokenizer."""
-    try:
-        settings = run_settings(checkpoint_dir)
-        model = load_model(checkpoint_dir)
-    except (CheckpointError, FileNotFoundError) as e:
-        raise ScoreError(f"{checkpoint_dir}: not a readable ttt-model checkpoint ({e})"
-                         ) from None
+    model, settings = load_run_model(checkpoint_dir, ScoreError)
     if tokenizer_dir is not None and not allow_tokenizer_mismatch:
         check_tokenizer(checkpoint_dir, settings["tokenizer"], tokenizer_dir)
     out = score_tokens(model, tokens, ttt=ttt, inner=settings["inner"])

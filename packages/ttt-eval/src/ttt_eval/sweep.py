@@ -44,10 +44,9 @@ from tqdm import tqdm
 from ttt_data.errors import DataError
 from ttt_data.store import open_checked_split, read_document_starts, scan_document_starts
 from ttt_data.windows import TokenWindows, contiguous_window_count, document_window_starts
-from ttt_eval.errors import EvalError
-from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop, counted, token_nll
-from ttt_eval.score import run_settings
-from ttt_model.checkpoint import CheckpointError, load_model
+from ttt_eval.errors import EvalError, one_line
+from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop, counted, require_ttt, token_nll
+from ttt_eval.score import load_run_model
 from ttt_model.model import Transformer
 
 DEFAULT_CONTEXTS: tuple[int, ...] = (8192, 32768, 65536, 131072)
@@ -274,13 +273,7 @@ def _check_args(model: Transformer, contexts: Sequence[int], ttt: bool, window: 
     if window is not None and (not isinstance(window, int | np.integer) or window < 1):
         raise EvalError(f"window must be positive or None, got {window}")
     if ttt:
-        if not cfg.prime:
-            raise EvalError(f"model {cfg.name!r} has no prime MLPs (inner weights): a TTT "
-                            "sweep needs a ttt-recipe model; use ttt=False")
-        full = [i for i in range(cfg.num_layers) if cfg.window(i) is None]
-        if full:
-            raise EvalError(f"model {cfg.name!r}: layers {full} use full attention; TTT "
-                            "prefill needs sliding attention in every layer")
+        require_ttt(cfg, "a sweep")
 
 
 class _Windows:
@@ -481,22 +474,13 @@ def sweep_checkpoint(checkpoint_dir: str | Path, store: str | Path, **kwargs: An
                      ) -> SweepResult:
     """`sweep` of a checkpoint's model with its run's own inner loop (`run_settings`); any
     checkpoint or store problem is one EvalError line."""
-    try:
-        settings = run_settings(checkpoint_dir)
-        model = load_model(checkpoint_dir)
-    except (CheckpointError, FileNotFoundError, KeyError, ValueError) as e:
-        raise EvalError(f"{checkpoint_dir}: not a readable ttt-model checkpoint "
-                        f"({_one_line(e)})") from None
+    model, settings = load_run_model(checkpoint_dir)
     try:
         result = sweep(model, store, inner=settings["inner"], **kwargs)
     except DataError as e:
-        raise EvalError(_one_line(e)) from None
+        raise EvalError(one_line(e)) from None
     return dataclasses.replace(result, checkpoint=str(Path(checkpoint_dir).resolve()),
                                checkpoint_step=settings["step"])
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 __all__ = [
