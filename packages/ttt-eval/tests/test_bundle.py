@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from flax import nnx
 
@@ -113,3 +115,25 @@ def test_a_non_finite_bucket_fails_the_bundle_and_keeps_the_rest(assets, tmp_pat
     text = paths["json"].read_text()
     assert "NaN" not in text and json.loads(text)["failed"] is True
 
+
+
+def test_free_generation_is_scored_by_the_reference_checkpoint(assets, tmp_path):
+    work, _, ckpts = assets
+    spec = BundleSpec(contexts=(64,), sweep_tokens=128, retrieval=None, trend_tokens=24,
+                      efficiency=False, trend_reference=ckpts["fa"])
+    target = BundleTarget("ttt", ckpts["ttt"], work / "store")
+    bundle = run_bundle([target], spec, progress=False)
+    assert not bundle["failed"], bundle["models"][0]["failures"]
+    (m,) = bundle["models"]
+    free = m["free_trend"]
+    assert free["reference"] == "bundle-fa" and free["ttt"] and not free["reference_ttt"]
+    assert free["reference_checkpoint"] == str(ckpts["fa"].resolve())
+    assert np.asarray(free["tokens"]).shape == (1, 24) and free["n"] <= 24
+    with open(write_bundle(bundle, tmp_path, "free")["csv"]) as f:
+        assert "free_decode_nll_slope" in {r["key"] for r in csv.DictReader(f)}
+    missing = replace(spec, trend_reference=work / "no-such-checkpoint")
+    bundle = run_bundle([target], missing, progress=False)
+    (m,) = bundle["models"]
+    assert bundle["failed"] and "trend" in m and "free_trend" not in m
+    (failure,) = m["failures"]
+    assert failure["measure"] == "free_trend" and "no-such-checkpoint" in failure["reason"]

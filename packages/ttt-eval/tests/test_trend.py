@@ -12,7 +12,16 @@ from scipy import stats  # a dependency of jax: an independent reference, not us
 
 from ttt_eval.errors import EvalError
 from ttt_eval.nll import InnerLoop
-from ttt_eval.trend import decode_trend, ols_slope, summarize_trend, t_cdf, t_quantile
+from ttt_eval.generate import Generator
+from ttt_eval.sampling import Sampling
+from ttt_eval.trend import (
+    decode_trend,
+    free_decode_trend,
+    ols_slope,
+    summarize_trend,
+    t_cdf,
+    t_quantile,
+)
 from ttt_model.config import ModelConfig
 from ttt_model.losses import pretrain_loss
 from ttt_model.model import build_model
@@ -72,6 +81,35 @@ def test_teacher_forced_decode_nll_is_the_full_sequence_nll(kind):
     rows, pos = np.nonzero(counted)
     want = np.polyfit(pos, got[rows, pos], 1)[0] * 1000
     assert slope["n"] == trend["n"] and slope["per_1k_tokens"] == pytest.approx(want, rel=1e-9)
+
+
+def test_free_generation_is_scored_by_the_reference_models_own_full_pass():
+    """The TTT model writes 20 tokens (sampled, seeded); the FA reference's one-shot NLL of
+    prompt + those tokens is what the trend reports, position by position."""
+    writer, reference = _model("ttt"), _model("full")
+    prompts = _tokens()[:, :N_PROMPT]
+    sampling = Sampling(temperature=1.0, seed=3)
+    trend = free_decode_trend(writer, prompts, 20, reference, INNER, bin_tokens=8,
+                              sampling=sampling)
+    written = np.asarray(trend["tokens"])
+    again = Generator(writer, INNER, 20).generate(prompts, sampling=sampling)
+    assert written.tolist() == [list(g.tokens) for g in again]  # the writer's own output
+    x = np.concatenate([prompts, written], 1)
+    terms = forward_terms(reference.cfg, x.shape[1] - 1)
+    ref = np.asarray(pretrain_loss(reference, x)[1]["token_nll"])[:, N_PROMPT - 1:]
+    got = np.asarray(trend["token_nll"])
+    assert_close(got, ref, terms=terms, statistical=True)
+    counted = written != BOS
+    assert trend["n"] == counted.sum() and trend["reference"] == reference.cfg.name
+    assert trend["ttt"] and not trend["reference_ttt"]
+    assert trend["mean_nll"] == pytest.approx(got[counted].mean(), rel=1e-12)
+    other = free_decode_trend(writer, prompts, 20, reference, INNER,
+                              sampling=Sampling(temperature=1.0, seed=4))
+    assert other["tokens"] != trend["tokens"]  # scored text is the generated text
+    small = build_model(ModelConfig(name="other-vocab", vocab_size=V + 1, hidden_size=32,
+                                    intermediate_size=48, num_layers=1, num_heads=4))
+    with pytest.raises(EvalError, match="vocabulary 62, model 'trend-ttt' has 61"):
+        free_decode_trend(writer, prompts, 4, small)
 
 
 def _lstsq_reference(x, y, level=0.95):

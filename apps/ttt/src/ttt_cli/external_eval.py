@@ -114,9 +114,12 @@ def eval_records(entry: dict[str, Any]) -> list[EvalResult]:
     trend = entry.get("trend")
     if trend and _finite(trend["decode_nll_slope"]["per_1k_tokens"]):
         s = trend["decode_nll_slope"]
-        out.append(EvalResult(DECODE_EVAL, {"nll_slope_per_1k": s["per_1k_tokens"],
-                                            "low": s["ci95"][0], "high": s["ci95"][1],
-                                            "tokens": s["n"]}))
+        metrics = {"nll_slope_per_1k": s["per_1k_tokens"], "low": s["ci95"][0],
+                   "high": s["ci95"][1], "tokens": s["n"]}
+        free = entry.get("free_trend")
+        if free and _finite(free["decode_nll_slope"]["per_1k_tokens"]):
+            metrics["free_nll_slope_per_1k"] = free["decode_nll_slope"]["per_1k_tokens"]
+        out.append(EvalResult(DECODE_EVAL, metrics))
     return out
 
 

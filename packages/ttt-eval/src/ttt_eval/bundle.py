@@ -33,7 +33,7 @@ from ttt_eval.plots import write_bundle_plots
 from ttt_eval.retrieval import RetrievalSpec, evaluate_retrieval
 from ttt_eval.score import check_tokenizer, load_run_model
 from ttt_eval.sweep import DEFAULT_CONTEXTS, choose_windows, sweep
-from ttt_eval.trend import decode_trend
+from ttt_eval.trend import decode_trend, free_decode_trend
 from ttt_model.checkpoint import CheckpointError, read_model_config
 from ttt_model.model import Transformer
 
@@ -48,6 +48,7 @@ class BundleSpec:
     retrieval: RetrievalSpec | None = field(default_factory=RetrievalSpec)
     trend_prompt: int | None = None
     trend_tokens: int = 1024
+    trend_reference: Path | None = None  # a checkpoint that scores free generation
     efficiency: bool = True
     efficiency_contexts: tuple[int, ...] | None = None
     efficiency_repeats: int = 3
@@ -143,6 +144,33 @@ def _fail(entry: dict[str, Any], measure: str, reason: str) -> None:
     entry["failures"].append({"measure": measure, "reason": reason})
 
 
+def _trends(entry: dict[str, Any], model: Transformer, store: Path, spec: BundleSpec,
+            inner: InnerLoop, ttt: bool) -> None:
+    """The decode trend on the store's text and, with a reference checkpoint, on the
+    model's own free generation after the same prompt."""
+    n_prompt = spec.trend_prompt or min(spec.contexts)
+    try:
+        tokens = trend_tokens(store, spec.split, n_prompt + spec.trend_tokens,
+                              model.cfg.vocab_size, spec.seed)
+    except (EvalError, DataError) as e:
+        _fail(entry, "trend", one_line(e))
+        return
+    try:
+        entry["trend"] = decode_trend(model, tokens, n_prompt, inner=inner)
+    except EvalError as e:
+        _fail(entry, "trend", one_line(e))
+    if spec.trend_reference is None:
+        return
+    try:
+        reference, ref_settings = load_run_model(spec.trend_reference)
+        entry["free_trend"] = free_decode_trend(
+            model, tokens[:n_prompt], spec.trend_tokens, reference, inner,
+            ref_settings["inner"], ttt=ttt, reference_ttt=model_kind(reference) == "e2e")
+        entry["free_trend"]["reference_checkpoint"] = str(Path(spec.trend_reference).resolve())
+    except EvalError as e:
+        _fail(entry, "free_trend", one_line(e))
+
+
 def evaluate_target(target: BundleTarget, spec: BundleSpec, *,
                     comparison_window: int | None = None, progress: bool = True
                     ) -> dict[str, Any]:
@@ -176,13 +204,7 @@ def evaluate_target(target: BundleTarget, spec: BundleSpec, *,
                 _fail(entry, f"sweep@{f['context']}", f["reason"])
         except (EvalError, DataError) as e:
             _fail(entry, "sweep", one_line(e))
-        try:
-            n_prompt = spec.trend_prompt or min(spec.contexts)
-            tokens = trend_tokens(target.store, spec.split, n_prompt + spec.trend_tokens,
-                                  model.cfg.vocab_size, spec.seed)
-            entry["trend"] = decode_trend(model, tokens, n_prompt, inner=inner)
-        except (EvalError, DataError) as e:
-            _fail(entry, "trend", one_line(e))
+        _trends(entry, model, target.store, spec, inner, ttt)
     if spec.retrieval is not None:
         if target.tokenizer is None:  # not a failure of the model: a measure not asked
             entry["skipped"].append({"measure": "ruler", "reason": "no tokenizer given "
@@ -259,6 +281,8 @@ def _spec_dict(spec: BundleSpec) -> dict[str, Any]:
     out = asdict(spec)
     if out.get("retrieval"):
         out["retrieval"].pop("essay", None)
+    if spec.trend_reference is not None:
+        out["trend_reference"] = str(Path(spec.trend_reference).resolve())
     return out
 
 
@@ -287,10 +311,10 @@ def csv_rows(bundle: dict[str, Any]) -> list[dict[str, Any]]:
                 for cell in res["cells"]:
                     add(m, f"ruler/{task}", way, cell["accuracy"], cell["n"], cell["length"],
                         cell["depth"])
-        trend = m.get("trend")
-        if trend:
-            add(m, "decode", "decode_nll_slope", trend["decode_nll_slope"]["per_1k_tokens"],
-                trend["decode_nll_slope"]["n"])
+        for key, name in (("trend", "decode_nll_slope"), ("free_trend", "free_decode_nll_slope")):
+            if trend := m.get(key):
+                add(m, "decode", name, trend["decode_nll_slope"]["per_1k_tokens"],
+                    trend["decode_nll_slope"]["n"])
         for r in m.get("efficiency", {}).get("contexts", []):
             for key in ("prefill_ms_per_token", "decode_ms_per_token"):
                 if r.get(key) is not None:

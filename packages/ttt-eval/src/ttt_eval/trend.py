@@ -9,6 +9,11 @@ binned means, and the OLS slope of NLL against generated position (per 1K tokens
 95% t interval; every number carries its sample count. Targets equal to BOS are not
 counted, as training and scoring count them.
 
+On free generation (`free_decode_trend`) the model writes its own continuation (greedy or
+sampled) and a reference model, sharing its vocabulary, teacher-forces it: the trend then
+says whether what the model writes stays plausible as it goes on, not how well it predicts
+given text.
+
 The interval treats tokens as independent draws around a line. Neighbouring tokens' NLLs
 are correlated (same document, same topic), so on one document it is optimistic; a slope
 over many documents (rows) is the firmer evidence.
@@ -23,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from ttt_eval.errors import EvalError
-from ttt_eval.generate import Generator
+from ttt_eval.generate import GREEDY, Generator
 from ttt_eval.nll import PAPER_INNER_LOOP, InnerLoop
+from ttt_eval.sampling import Sampling
 from ttt_model.model import Transformer
 
 _TINY = 1e-300
@@ -149,6 +155,26 @@ def summarize_trend(nll_BxK: np.ndarray, counted_BxK: np.ndarray | None = None,
     }
 
 
+def _sequences(tokens_N: np.ndarray, what: str) -> np.ndarray:
+    tokens = np.asarray(tokens_N)
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+        raise EvalError(f"{what} must be integer ids [N] or [B, N], got {tokens.dtype} of "
+                        f"shape {list(tokens.shape)}")
+    return tokens
+
+
+def _generator_for(model: Transformer, generator: Generator | None, inner: InnerLoop,
+                   n_new: int, ttt: bool | None) -> Generator:
+    if generator is None:
+        return Generator(model, inner, n_new, ttt=ttt)
+    if generator.cfg != model.cfg:
+        raise EvalError(f"the generator given decodes model {generator.cfg.name!r}, not "
+                        f"{model.cfg.name!r}")
+    return generator
+
+
 def decode_trend(model: Transformer, tokens_N: np.ndarray, n_prompt: int,
                  inner: InnerLoop = PAPER_INNER_LOOP, bin_tokens: int = 256, *,
                  ttt: bool | None = None, generator: Generator | None = None
@@ -158,21 +184,13 @@ def decode_trend(model: Transformer, tokens_N: np.ndarray, n_prompt: int,
     [B, N] sharing the prompt length. Pass a `generator` (for this model, built for at
     least N - n_prompt new tokens) to reuse its compiled functions across calls; its inner
     loop and ttt setting are then the ones used."""
-    tokens = np.asarray(tokens_N)
-    if tokens.ndim == 1:
-        tokens = tokens[None]
-    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
-        raise EvalError(f"tokens must be integer ids [N] or [B, N], got {tokens.dtype} of "
-                        f"shape {list(tokens.shape)}")
+    tokens = _sequences(tokens_N, "tokens")
     N = tokens.shape[1]
     if not 1 <= n_prompt < N:
         raise EvalError(f"n_prompt must lie in [1, {N - 1}] to leave a continuation, "
                         f"got {n_prompt}")
     K = N - n_prompt
-    if generator is not None and generator.cfg != model.cfg:
-        raise EvalError(f"the generator given decodes model {generator.cfg.name!r}, not "
-                        f"{model.cfg.name!r}")
-    gen = generator or Generator(model, inner, K, ttt=ttt)
+    gen = _generator_for(model, generator, inner, K, ttt)
     nll = gen.teacher_force(tokens[:, :n_prompt], tokens[:, n_prompt:])
     bos = model.cfg.bos_token_id
     counted = np.ones(nll.shape, bool) if bos is None else tokens[:, n_prompt:] != bos
@@ -181,3 +199,41 @@ def decode_trend(model: Transformer, tokens_N: np.ndarray, n_prompt: int,
             "inner_lr": float(gen.inner.lr) if gen.ttt else 0.0,
             "num_sequences": int(tokens.shape[0]), "prompt_tokens": int(n_prompt),
             "continuation_tokens": int(K), "token_nll": nll.tolist(), **out}
+
+
+def free_decode_trend(model: Transformer, prompts_N: np.ndarray, n_new: int,
+                      reference: Transformer, inner: InnerLoop = PAPER_INNER_LOOP,
+                      reference_inner: InnerLoop = PAPER_INNER_LOOP, bin_tokens: int = 256,
+                      *, sampling: Sampling = GREEDY, ttt: bool | None = None,
+                      reference_ttt: bool | None = None, generator: Generator | None = None,
+                      reference_generator: Generator | None = None) -> dict[str, Any]:
+    """`model` writes `n_new` tokens after each prompt (no stop ids: every row runs the full
+    length); `reference` teacher-forces prompt + generation through its own decode steps;
+    the trend of the reference NLL of the generated tokens by generated position."""
+    prompts = _sequences(prompts_N, "prompts")
+    if n_new < 1:
+        raise EvalError(f"n_new must be >= 1, got {n_new}")
+    if reference.cfg.vocab_size != model.cfg.vocab_size:
+        raise EvalError(f"reference model {reference.cfg.name!r} has vocabulary "
+                        f"{reference.cfg.vocab_size}, model {model.cfg.name!r} has "
+                        f"{model.cfg.vocab_size}: a reference must share the tokenizer")
+    gen = _generator_for(model, generator, inner, n_new, ttt)
+    ref = _generator_for(reference, reference_generator, reference_inner, n_new,
+                         reference_ttt)
+    written = gen.generate(prompts, sampling=sampling)
+    cont_BxK = np.array([w.tokens[:n_new] for w in written], np.int32)
+    if cont_BxK.shape[1] != n_new:  # generators built for fewer tokens stop early
+        raise EvalError(f"the generator wrote {cont_BxK.shape[1]} tokens, not {n_new}: build "
+                        f"it for at least {n_new} new tokens")
+    nll = ref.teacher_force(prompts, cont_BxK)
+    bos = reference.cfg.bos_token_id
+    counted = np.ones(nll.shape, bool) if bos is None else cont_BxK != bos
+    out = summarize_trend(nll, counted, bin_tokens)
+    return {"model": model.cfg.name, "ttt": gen.ttt,
+            "inner_lr": float(gen.inner.lr) if gen.ttt else 0.0,
+            "reference": reference.cfg.name, "reference_ttt": ref.ttt,
+            "sampling": {"temperature": sampling.temperature, "top_k": sampling.top_k,
+                         "top_p": sampling.top_p, "seed": sampling.seed},
+            "num_sequences": int(prompts.shape[0]), "prompt_tokens": int(prompts.shape[1]),
+            "continuation_tokens": int(n_new), "tokens": cont_BxK.tolist(),
+            "token_nll": nll.tolist(), **out}

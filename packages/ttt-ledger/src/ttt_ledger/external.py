@@ -6,7 +6,8 @@ columns a report shows for them: one home for the names both sides use.
 * `ruler`: RULER retrieval; keys `rank` and `generation` (mean accuracy over tasks and
   cells), `<task>/rank`, `<task>/generation`, and `samples`.
 * `decode`: the decode trend; keys `nll_slope_per_1k`, `low`, `high` (its 95% interval)
-  and `tokens`.
+  and `tokens`; with a reference checkpoint, `free_nll_slope_per_1k` (the reference's NLL
+  slope on the model's own free generation).
 """
 
 from __future__ import annotations

@@ -102,6 +102,9 @@ def _register_bundle(sub: argparse._SubParsersAction) -> None:
                    help="prompt tokens before the decode trend (default: shortest context)")
     p.add_argument("--trend-tokens", type=int, default=1024,
                    help="reference tokens teacher-forced through decoding")
+    p.add_argument("--trend-reference", type=Path, default=None, metavar="DIR",
+                   help="a checkpoint (same tokenizer) that scores each model's free "
+                        "generation of --trend-tokens tokens after the trend's prompt")
     p.add_argument("--efficiency-contexts", type=_ints, default=None)
     p.add_argument("--no-efficiency", action="store_true")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median)")
@@ -134,7 +137,8 @@ def bundle_spec(args: argparse.Namespace):
     limit = None if args.memory_limit_gib is None else int(args.memory_limit_gib * 2**30)
     return BundleSpec(contexts=contexts, sweep_tokens=args.tokens_per_context,
                       retrieval=retrieval, trend_prompt=args.trend_prompt,
-                      trend_tokens=args.trend_tokens, efficiency=not args.no_efficiency,
+                      trend_tokens=args.trend_tokens, trend_reference=args.trend_reference,
+                      efficiency=not args.no_efficiency,
                       efficiency_contexts=args.efficiency_contexts,
                       efficiency_repeats=args.repeats, seed=args.seed,
                       memory_limit_bytes=limit, split=args.split)
@@ -201,6 +205,9 @@ def bundle_summary(bundle: dict) -> str:
                 parts.append(f"RULER {way} {sum(accs) / len(accs):.3f}")
         if m.get("trend"):
             parts.append(f"decode slope {m['trend']['decode_nll_slope']['per_1k_tokens']:+.4f}/1K")
+        if m.get("free_trend"):
+            slope = m["free_trend"]["decode_nll_slope"]["per_1k_tokens"]
+            parts.append(f"free-generation slope {slope:+.4f}/1K")
         lines.append("  ".join(parts))
     return "\n".join(lines)
 
