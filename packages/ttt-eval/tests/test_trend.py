@@ -11,8 +11,8 @@ import pytest
 from scipy import stats  # a dependency of jax: an independent reference, not used by src
 
 from ttt_eval.errors import EvalError
-from ttt_eval.nll import InnerLoop
 from ttt_eval.generate import Generator
+from ttt_eval.nll import InnerLoop
 from ttt_eval.sampling import Sampling
 from ttt_eval.trend import (
     decode_trend,
