@@ -1,8 +1,9 @@
-"""Sessions: tests (per package, each in its own locked venv), faults (the fault-injection
-suite), lint, bench, parity, pilot."""
+"""Sessions: tests (per package, each in its own locked venv), slow (the long checks the tests
+leave out, marked `slow`), faults (the fault-injection suite), lint, bench, parity, pilot."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def _package_dir(name: str) -> Path:
     raise ValueError(f"no package {name!r} under packages/ or apps/")
 
 
+# pytest-xdist workers: XLA compiles on one thread, so two processes nearly halve the wall
+# time on two cores; more than four buys little and costs a JAX runtime's memory each.
+WORKERS = str(min(4, os.cpu_count() or 1))
+NO_TESTS_COLLECTED = 5  # pytest's exit code when a package has no test of the selection
+
+
 def _install_locked(session: nox.Session, package: str) -> None:
     """Install `package` with its test extra, pinned by uv.lock, and nothing else."""
     extras = tomllib.loads((_package_dir(package) / "pyproject.toml").read_text()).get(
@@ -37,16 +44,30 @@ def _install_locked(session: nox.Session, package: str) -> None:
     if "test" in extras:
         args += ["--extra", "test"]
     session.run(*args, silent=True, external=True)
-    session.install("-r", str(req), "pytest")
+    session.install("-r", str(req), "pytest", "pytest-xdist")
 
 
 @nox.session(python="3.11")
 @nox.parametrize("package", _packages())
 def tests(session: nox.Session, package: str) -> None:
-    """A package's tests in a venv holding only that package and its locked dependencies."""
+    """A package's tests in a venv holding only that package and its locked dependencies;
+    the checks marked `slow` run in `nox -s slow`."""
     _install_locked(session, package)
     env = {"JAX_PLATFORMS": "cpu"}
-    session.run("pytest", "-q", str(_package_dir(package) / "tests"), *session.posargs, env=env)
+    session.run("pytest", "-q", "-n", WORKERS, "-m", "not slow",
+                str(_package_dir(package) / "tests"), *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("package", _packages())
+def slow(session: nox.Session, package: str) -> None:
+    """A package's checks marked `slow`: sharded steps, compiled memory at several lengths,
+    the costlier variants of gradient-accumulation and remat checks."""
+    _install_locked(session, package)
+    env = {"JAX_PLATFORMS": "cpu"}
+    session.run("pytest", "-q", "-n", WORKERS, "-m", "slow",
+                str(_package_dir(package) / "tests"), *session.posargs, env=env,
+                success_codes=[0, NO_TESTS_COLLECTED])
 
 
 @nox.session(python="3.11")
@@ -56,7 +77,8 @@ def faults(session: nox.Session) -> None:
     in a venv holding the `ttt` app and its locked dependencies."""
     _install_locked(session, "ttt")
     env = {"JAX_PLATFORMS": "cpu"}
-    session.run("pytest", "-q", str(ROOT / "tests" / "faults"), *session.posargs, env=env)
+    session.run("pytest", "-q", "-n", WORKERS, str(ROOT / "tests" / "faults"), *session.posargs,
+                env=env)
 
 
 @nox.session(python=False)

@@ -73,6 +73,7 @@ def test_runner_without_ttt_equals_chunked_swa(model, tokens):
                  terms=forward_terms(model.cfg, 64), statistical=True)
 
 
+@pytest.mark.slow
 def test_prefill_memory_does_not_grow_with_length(model):
     """XLA's compiled memory analysis at 4 prompt lengths: temp memory is constant, while
     the meta loss (which keeps the whole sequence) grows - so the measure can tell."""

@@ -65,6 +65,7 @@ def test_leaf_spec_shards_the_largest_divisible_dim():
     assert tuple(leaf_spec((32,), 2)) == ()
 
 
+@pytest.mark.slow
 def test_dp_fsdp_step_equals_single_device():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parent)}
