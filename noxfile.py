@@ -47,27 +47,37 @@ def _install_locked(session: nox.Session, package: str) -> None:
     session.install("-r", str(req), "pytest", "pytest-xdist")
 
 
-@nox.session(python="3.11")
-@nox.parametrize("package", _packages())
-def tests(session: nox.Session, package: str) -> None:
-    """A package's tests in a venv holding only that package and its locked dependencies;
-    the checks marked `slow` run in `nox -s slow`."""
+WORKSPACE = "workspace"  # the cross-package tests under tests/ (the faults have a session)
+
+
+def _test_target(session: nox.Session, package: str) -> list[str]:
+    """Install what `package`'s tests need; the pytest arguments that select them."""
+    if package == WORKSPACE:
+        _install_locked(session, "ttt")
+        return [str(ROOT / "tests"), "--ignore", str(ROOT / "tests" / "faults")]
     _install_locked(session, package)
-    env = {"JAX_PLATFORMS": "cpu"}
-    session.run("pytest", "-q", "-n", WORKERS, "-m", "not slow",
-                str(_package_dir(package) / "tests"), *session.posargs, env=env)
+    return [str(_package_dir(package) / "tests")]
 
 
 @nox.session(python="3.11")
-@nox.parametrize("package", _packages())
+@nox.parametrize("package", [*_packages(), WORKSPACE])
+def tests(session: nox.Session, package: str) -> None:
+    """A package's tests in a venv holding only that package and its locked dependencies
+    (`workspace`: the cross-package tests, with the `ttt` app); the checks marked `slow`
+    run in `nox -s slow`."""
+    target = _test_target(session, package)
+    session.run("pytest", "-q", "-n", WORKERS, "-m", "not slow", *target, *session.posargs,
+                env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(python="3.11")
+@nox.parametrize("package", [*_packages(), WORKSPACE])
 def slow(session: nox.Session, package: str) -> None:
     """A package's checks marked `slow`: sharded steps, compiled memory at several lengths,
     the costlier variants of gradient-accumulation and remat checks."""
-    _install_locked(session, package)
-    env = {"JAX_PLATFORMS": "cpu"}
-    session.run("pytest", "-q", "-n", WORKERS, "-m", "slow",
-                str(_package_dir(package) / "tests"), *session.posargs, env=env,
-                success_codes=[0, NO_TESTS_COLLECTED])
+    target = _test_target(session, package)
+    session.run("pytest", "-q", "-n", WORKERS, "-m", "slow", *target, *session.posargs,
+                env={"JAX_PLATFORMS": "cpu"}, success_codes=[0, NO_TESTS_COLLECTED])
 
 
 @nox.session(python="3.11")
@@ -119,7 +129,7 @@ def pilot(session: nox.Session) -> None:
     assets = work / "assets"
     cache = Path(tempfile.gettempdir()) / "ttt_jax_cache"
     env = {"JAX_PLATFORMS": "cpu"}
-    session.run("python", "-m", "ttt_cli.pilot_assets", "--out", str(assets), env=env)
+    session.run("python", "-m", "ttt_train.pilot_assets", "--out", str(assets), env=env)
     session.run("ttt", "pipeline", "--model", "all", "--path", "all", "--budget", "pilot",
                 "--exp-folder", "pilot", "--exp-dir", str(work / "experiments"),
                 "--checkpoint-path", str(work / "checkpoints"),

@@ -55,9 +55,9 @@ def make_store(root: Path, tokens_needed: int) -> Path:
 
 
 def run_variant(name: str, store: Path, work: Path, steps: int) -> dict:
-    from ttt_cli.config import compose_config
-    from ttt_cli.run_log import read_metrics
-    from ttt_cli.stage import run_stage
+    from ttt_train.config import compose_config
+    from ttt_train.run_log import read_metrics
+    from ttt_train.stage import run_stage
 
     settings = {**TINY, **VARIANTS[name], "training.exp_name": f"bench-{name}",
                 "training.exp_folder": "bench", "training.exp_dir": work / "experiments",

@@ -178,8 +178,8 @@ def test_tokenize_writes_a_val_split_by_default(tmp_path, tokenizer, capsys):
 
 
 def test_heldout_batches_without_a_val_split_say_how_to_make_one(tmp_path, tokenizer):
-    from ttt_cli.data_feed import heldout_batches
-    from ttt_cli.translate import DataSpec
+    from ttt_train.data_feed import heldout_batches
+    from ttt_train.translate import DataSpec
 
     corpus = write_synth_corpus(tmp_path / "c.jsonl", 4, words=60)
     noval = tmp_path / "noval"

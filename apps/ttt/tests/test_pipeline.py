@@ -60,12 +60,12 @@ def test_scratch_path_pilot_runs_in_order_and_skips_existing(tmp_path: Path, sto
 def test_ttt_warm_start_adds_zero_primes_and_preserves_the_function(tmp_path: Path):
     from flax import nnx
 
-    from ttt_cli.config import compose_config
-    from ttt_cli.translate import RestoreSpec, RunPaths, model_config_of
-    from ttt_cli.warmstart import start_point
     from ttt_model.checkpoint import save_checkpoint
     from ttt_model.config import TrainConfig
     from ttt_model.model import build_model
+    from ttt_train.config import compose_config
+    from ttt_train.translate import RestoreSpec, RunPaths, model_config_of
+    from ttt_train.warmstart import start_point
 
     swa = model_config_of(compose_config(["model=pilot/smollm2_360m",
                                           "model.seq_modeling_block=SWA",

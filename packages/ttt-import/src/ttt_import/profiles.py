@@ -89,11 +89,6 @@ def profile_model_config(profile: ModelProfile) -> ModelConfig:
         bos_token_id=profile.bos_token_id, eos_token_id=profile.eos_token_id)
 
 
-def profile_hf_config(profile: ModelProfile) -> dict[str, Any]:
-    """A config.json with the profile's architecture (to build stand-in snapshots offline)."""
-    return get_family(profile.model_type).config_to_hf(profile_model_config(profile))
-
-
 def parameter_count(cfg: ModelConfig) -> int:
     """Parameters of the model `cfg` builds, counted from its shapes (nothing allocated)."""
     return count_params(abstract_model(cfg))

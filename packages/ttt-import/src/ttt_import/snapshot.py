@@ -98,14 +98,6 @@ class Snapshot:
                          shape=info.shape)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def snapshot_revision(directory: Path) -> str:
     """The commit a snapshot was downloaded at, or "local" when nothing records one.
 

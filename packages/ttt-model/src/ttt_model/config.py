@@ -55,6 +55,7 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     attention_block_size: int = 1024
+    logits_block_size: int = 1024  # positions whose logits are live at once in a loss
 
     def __post_init__(self) -> None:
         if self.attention_kinds is not None and not isinstance(self.attention_kinds, tuple):
@@ -96,7 +97,8 @@ class ModelConfig:
                 raise ConfigError(f"ModelConfig '{self.name}': {msg}")
 
         for f in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                  "sliding_window", "mini_batch_size", "attention_block_size"):
+                  "sliding_window", "mini_batch_size", "attention_block_size",
+                  "logits_block_size"):
             need(getattr(self, f) > 0, f"{f} must be positive, got {getattr(self, f)}")
         need(self.num_heads % self.kv_heads == 0,
              f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.kv_heads}")

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ttt_model.attention import RingCache, ring_positions
+from ttt_model.layers import step_blocks
 from ttt_model.losses import head_nll
 from ttt_model.model import Transformer
 
@@ -73,18 +74,13 @@ def run_blocks(model: Transformer, tokens_BxC: jax.Array, caches: list,
     computed first, or XLA copies those rings to allow either order.
     """
     h = model.embed_tokens(tokens_BxC)
-    h_suffix, new = h, []
-    for i, (blk, c) in enumerate(zip(model.blocks, caches, strict=True)):
-        if i == model.cfg.num_prefix_layers:
-            leaves = jax.tree.leaves(suffix_after)
-            if leaves:  # (a runner without inner weights has nothing to wait for)
-                h = h + 0.0 * leaves[0].ravel()[0].astype(h.dtype)
-            h_suffix = h
-        h, c = blk.step(h, c)
-        new.append(c)
-    if model.cfg.num_prefix_layers == len(new):
-        h_suffix = h
-    return h_suffix, h, new
+    n = model.cfg.num_prefix_layers
+    h, prefix = step_blocks(model.prefix_blocks, h, caches[:n])
+    leaves = jax.tree.leaves(suffix_after)
+    if leaves and len(model.suffix_blocks):  # (a runner without inner weights: no wait)
+        h = h + 0.0 * leaves[0].ravel()[0].astype(h.dtype)
+    h_out, suffix = step_blocks(model.suffix_blocks, h, caches[n:])
+    return h, h_out, prefix + suffix
 
 
 class CacheState(NamedTuple):
@@ -138,7 +134,7 @@ class KVCacheDecoder:
             h = blk(h)
         last_Bx1xD = jnp.take_along_axis(h, (lengths_B - 1)[:, None, None], axis=1)
         logits = m.logits(last_Bx1xD)[:, 0]
-        nll = head_nll(m, h, padded[:, 1:], blk_len)[:, : N - 1]
+        nll = head_nll(m, h, padded[:, 1:], cfg.logits_block_size)[:, : N - 1]
         nll = jnp.where(jnp.arange(N - 1) < lengths_B[:, None] - 1, nll, 0.0)
         return CacheState(caches, logits, lengths_B), nll if per_token else nll.sum(-1)
 

@@ -26,6 +26,7 @@ from flax import nnx
 from ttt_model.attention import KVCache, RingCache, acc_dtype, ring_positions
 from ttt_model.config import DEFAULT_SPEC_INNER
 from ttt_model.decoding import Decoder, KVCacheDecoder, prompt_lengths, run_blocks
+from ttt_model.layers import step_blocks
 from ttt_model.losses import target_mask, token_nll
 from ttt_model.model import Transformer
 from ttt_model.params import spec_filter
@@ -98,20 +99,14 @@ class TTTRunner:
         """One full prompt chunk: its NLL under W, then (with TTT) the inner step."""
         m = self._model(W)
         h = m.embed_tokens(tok_b[None])
-        new = []
-        for blk, c in zip(m.prefix_blocks, caches[: self.n_prefix], strict=True):
-            h, c = blk.step(h, c)
-            new.append(c)
+        h, new = step_blocks(m.prefix_blocks, h, caches[: self.n_prefix])
         if self.ttt:
             mask = target_mask(tgt_b[None], self.cfg.bos_token_id)[0]
             W, suf, nll_b = suffix_chunk_step(self.graphdef, self.rest, W,
                                               caches[self.n_prefix:], h, tgt_b, mask,
                                               self.lr, self.clip)
         else:
-            suf = []
-            for blk, c in zip(m.suffix_blocks, caches[self.n_prefix:], strict=True):
-                h, c = blk.step(h, c)
-                suf.append(c)
+            h, suf = step_blocks(m.suffix_blocks, h, caches[self.n_prefix:])
             nll_b = token_nll(m.logits(h)[0], tgt_b)
         return W, new + suf, nll_b
 

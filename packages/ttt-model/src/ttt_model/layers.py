@@ -6,6 +6,9 @@ run in float32.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -146,3 +149,14 @@ class Block(nnx.Module):
         y, cache = self.attention.step(self.pre_attn_norm(h_BxCxD), cache)
         h = h_BxCxD + self._post(self.post_attn_norm, y).astype(h_BxCxD.dtype)
         return self._feed_forwards(h), cache
+
+
+def step_blocks(blocks: Sequence[Block], h_BxCxD: jax.Array, caches: Sequence[Any]
+                ) -> tuple[jax.Array, list]:
+    """A chunk (or one token) through `blocks` in order, each over its own carried cache:
+    (the last block's output, the blocks' new caches)."""
+    new = []
+    for blk, c in zip(blocks, caches, strict=True):
+        h_BxCxD, c = blk.step(h_BxCxD, c)
+        new.append(c)
+    return h_BxCxD, new

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.chunking import from_chunks, scan_chunks, to_chunks
+from ttt_model.layers import step_blocks
 from ttt_model.model import Transformer
 
 
@@ -73,12 +74,17 @@ def head_nll(model: Transformer, h_BxTxD: jax.Array, targets_BxT: jax.Array,
     """Per-token NLL from final hidden states, `block` positions at a time.
 
     Each block's logits are rematerialised in the backward pass, so the [T, vocab] logits
-    are never all live: memory stays linear in T with a small constant.
+    are never all live: memory stays linear in T with a small constant. A T that is not a
+    multiple of `block` is padded to one (the padded positions' NLLs are dropped).
     """
     B, T, D = h_BxTxD.shape
-    if block >= T or T % block:
+    if block >= T:
         return token_nll(model.logits(h_BxTxD), targets_BxT)
-    n = T // block
+    n = -(-T // block)
+    if n * block != T:
+        pad = n * block - T
+        h_BxTxD = jnp.pad(h_BxTxD, ((0, 0), (0, pad), (0, 0)))
+        targets_BxT = jnp.pad(targets_BxT, ((0, 0), (0, pad)))
 
     @jax.checkpoint
     def one(args):
@@ -88,7 +94,7 @@ def head_nll(model: Transformer, h_BxTxD: jax.Array, targets_BxT: jax.Array,
     h_NxBxbxD = jnp.moveaxis(h_BxTxD.reshape(B, n, block, D), 1, 0)
     t_NxBxb = jnp.moveaxis(targets_BxT.reshape(B, n, block), 1, 0)
     nll_NxBxb = jax.lax.map(one, (h_NxBxbxD, t_NxBxb))
-    return jnp.moveaxis(nll_NxBxb, 0, 1).reshape(B, T)
+    return jnp.moveaxis(nll_NxBxb, 0, 1).reshape(B, n * block)[:, :T]
 
 
 def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
@@ -108,7 +114,7 @@ def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
         h = model.embed_tokens(inputs)
         for blk in model.blocks:
             h = blk(h)
-        nll = head_nll(model, h, targets, model.cfg.mini_batch_size)
+        nll = head_nll(model, h, targets, model.cfg.logits_block_size)
     return average_nll(nll, mask, average), {"token_nll": nll, "n_tokens": jnp.sum(mask)}
 
 
@@ -120,11 +126,7 @@ def _chunked_nll(model: Transformer, inputs_BxT: jax.Array, targets_BxT: jax.Arr
 
     def body(caches: list[KVCache], x):
         tok_Bxb, tgt_Bxb = x
-        h = model.embed_tokens(tok_Bxb)
-        new = []
-        for blk, c in zip(model.blocks, caches, strict=True):
-            h, c = blk.step(h, c)
-            new.append(c)
+        h, new = step_blocks(model.blocks, model.embed_tokens(tok_Bxb), caches)
         return new, token_nll(model.logits(h), tgt_Bxb)
 
     _, nll = scan_chunks(body, caches, (to_chunks(inputs_BxT, b), to_chunks(targets_BxT, b)),

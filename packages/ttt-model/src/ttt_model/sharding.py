@@ -63,9 +63,3 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Tokens [A, B, T+1]: the B windows are split over every device."""
     return NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
 
-
-def check_batch(batch_size: int, mesh: Mesh) -> None:
-    n = mesh.shape[DATA] * mesh.shape[FSDP]
-    if batch_size % n:
-        raise ValueError(f"per-step batch of {batch_size} windows does not split over the "
-                         f"{n} devices of mesh {dict(mesh.shape)}")

@@ -19,6 +19,7 @@ from flax import nnx
 
 from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.chunking import scan_chunks, to_chunks
+from ttt_model.layers import step_blocks
 from ttt_model.losses import average_nll, masked_mean, split_window, target_mask, token_nll
 from ttt_model.model import Transformer
 from ttt_model.params import path_str, spec_filter
@@ -79,10 +80,7 @@ def suffix_chunk_step(graphdef, rest, W, caches: list[KVCache], h_1xbxD: jax.Arr
 
     def chunk_loss(W):
         m = nnx.merge(graphdef, W, rest)
-        h, new = h_1xbxD, []
-        for blk, c in zip(m.suffix_blocks, caches, strict=True):
-            h, c = blk.step(h, c)
-            new.append(c)
+        h, new = step_blocks(m.suffix_blocks, h_1xbxD, caches)
         nll_b = token_nll(m.logits(h)[0], targets_b)
         return masked_mean(nll_b, mask_b), (nll_b, new)
 

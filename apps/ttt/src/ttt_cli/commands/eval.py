@@ -151,7 +151,7 @@ def run_bundle_command(args: argparse.Namespace) -> int:
     try:
         spec = bundle_spec(args)
         if args.exp_folder is not None:
-            from ttt_cli.external_eval import FolderBundle, bundle_folder
+            from ttt_train.external_eval import FolderBundle, bundle_folder
 
             bundle, paths = bundle_folder(
                 FolderBundle(args.exp_dir, args.exp_folder), spec, out_dir=args.out,

@@ -55,10 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ttt_cli.pipeline import Pipeline, PipelineError, PipelineOptions, resolve_families
-    from ttt_cli.summary import stage_summary
     from ttt_eval.errors import EvalError
     from ttt_ledger import LedgerError
+    from ttt_train.pipeline import Pipeline, PipelineError, PipelineOptions, resolve_families
+    from ttt_train.summary import stage_summary
 
     try:
         opts = PipelineOptions(
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ttt pipeline: {e}", file=sys.stderr)
         return 2
     if pipeline.interrupted is not None:
-        from ttt_cli.interrupts import exit_code
+        from ttt_train.interrupts import exit_code
 
         return exit_code(pipeline.interrupted)
     bad = [o for o in outcomes if o.status in ("failed", "blocked")]

@@ -43,16 +43,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ttt_cli.config import RunConfigError, compose_config
-    from ttt_cli.errors import BAD_INPUT_ERRORS
-    from ttt_cli.stage import NonFiniteLossError, run_stage
+    from ttt_train.config import RunConfigError, compose_config
+    from ttt_train.errors import BAD_INPUT_ERRORS
+    from ttt_train.stage import NonFiniteLossError, run_stage
 
     try:
         composed = compose_config(args.overrides, args.config_dir)
         if args.print_config:  # the values the run would use, derived ones included
             import yaml
 
-            from ttt_cli.translate import translate
+            from ttt_train.translate import translate
 
             spec = translate(composed)
             sys.stdout.write("".join(f"# {line}\n" for line in spec.derived))
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ttt train: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if result.status == "interrupted" and result.signal is not None:
-        from ttt_cli.interrupts import exit_code
+        from ttt_train.interrupts import exit_code
 
         print(f"ttt train: {result.run_id} interrupted at step {result.step} (checkpointed); "
               f"resume with training.load_part=all; run dir {result.run_dir}")

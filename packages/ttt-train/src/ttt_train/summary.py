@@ -3,8 +3,8 @@ checkpoint, parent run), tokens, wall-clock and held-out loss, read from the led
 
 from __future__ import annotations
 
-from ttt_cli.pipeline import Pipeline
 from ttt_ledger import Ledger, ledger_path
+from ttt_train.pipeline import Pipeline
 
 
 def stage_summary(pipeline: Pipeline) -> str:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttt_cli.config import ComposedConfig, RunConfigError
 from ttt_model.config import LOSS_AVERAGES, ConfigError, ModelConfig, TrainConfig
 from ttt_model.sharding import MeshConfig
+from ttt_train.config import ComposedConfig, RunConfigError
 
 _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32",
            "f32": "float32", "fp16": "float16", "float16": "float16", "fp64": "float64",
@@ -319,7 +319,8 @@ def _model_config(m: dict[str, Any], composed: ComposedConfig) -> ModelConfig:
             param_dtype=_dtype(m["param_dtype"], "model.param_dtype", composed),
             compute_dtype=_dtype(m["compute_dtype"], "model.compute_dtype", composed),
             initializer_range=m["initializer_range"], bos_token_id=m["bos_token_id"],
-            eos_token_id=m["eos_token_id"], attention_block_size=m["attention_block_size"])
+            eos_token_id=m["eos_token_id"], attention_block_size=m["attention_block_size"],
+            logits_block_size=m["logits_block_size"])
     except ConfigError as e:
         raise RunConfigError(f"model config ({composed.choices.get('model')}): {e}") from e
 

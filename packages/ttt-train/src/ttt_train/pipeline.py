@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ttt_cli.config import compose_config
 from ttt_eval.bundle import BundleSpec
 from ttt_eval.retrieval import RetrievalSpec
 from ttt_eval.ruler import TASKS
@@ -35,6 +34,7 @@ from ttt_ledger import (
     resolve_family,
 )
 from ttt_ledger.plan import CONTEXT_8K
+from ttt_train.config import compose_config
 
 SEED_FAMILIES = ("qwen2_5_0_5b", "smollm2_360m")  # `--model all`: the runbook's families
 PATHS = ("scratch", "adapter")
@@ -262,7 +262,7 @@ class Pipeline:
                 *SCALES[o.budget].overrides(record), *o.overrides]
 
     def run(self) -> list[StageOutcome]:
-        from ttt_cli.stage import run_stage
+        from ttt_train.stage import run_stage
 
         records = self.plan()
         self._check_existing(records)
@@ -324,7 +324,7 @@ class Pipeline:
     def evaluate(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The evaluation bundle on each branch's final checkpoints (None when no stage
         completed): JSON/CSV/plots in the folder and eval records in the ledger."""
-        from ttt_cli.external_eval import FolderBundle, bundle_folder
+        from ttt_train.external_eval import FolderBundle, bundle_folder
 
         if not any(o.status in ("completed", "skipped") for o in self.outcomes):
             return None

@@ -17,11 +17,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from ttt_cli.translate import DataSpec
 from ttt_data.errors import EmptySplitError, MissingSplitError, StoreTooShortError
 from ttt_data.pipeline import BatchIterator, PipelineConfig
 from ttt_data.tokenization import DEFAULT_VAL_FRACTION
 from ttt_model.sharding import batch_sharding
+from ttt_train.translate import DataSpec
 
 
 class DataSetupError(ValueError):

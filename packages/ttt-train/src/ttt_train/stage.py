@@ -15,7 +15,6 @@ the run is touched, so a refused second writer changes nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -26,14 +25,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from ttt_cli.config import ComposedConfig, write_configs
-from ttt_cli.data_feed import TrainFeed, heldout_batches
-from ttt_cli.interrupts import StopRequest, stop_on_signals
-from ttt_cli.run_lock import RunLock, describe_previous
-from ttt_cli.run_log import RunLog, format_step
-from ttt_cli.runtime import Runtime, start_runtime
-from ttt_cli.translate import StageSpec, model_kind, tokens_per_step, translate
-from ttt_cli.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
 from ttt_data.manifest import read_manifest
 from ttt_eval.heldout import HeldoutLoss, heldout_loss
 from ttt_ledger import (
@@ -52,6 +43,14 @@ from ttt_ledger import (
 from ttt_model.checkpoint import save_checkpoint
 from ttt_model.sharding import state_shardings
 from ttt_model.train import TrainState, make_train_step
+from ttt_train.config import ComposedConfig, write_configs
+from ttt_train.data_feed import TrainFeed, heldout_batches
+from ttt_train.interrupts import StopRequest, stop_on_signals
+from ttt_train.run_lock import RunLock, describe_previous
+from ttt_train.run_log import RunLog, format_step
+from ttt_train.runtime import Runtime, start_runtime
+from ttt_train.translate import StageSpec, model_kind, tokens_per_step, translate
+from ttt_train.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
 
 PACKAGES = ("ttt", "ttt-model", "ttt-data", "ttt-ledger", "ttt-import", "ttt-eval", "jax",
             "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
@@ -361,10 +360,3 @@ def store_tokenizer(store: str) -> dict[str, Any] | None:
         return None
     return {"name": manifest.tokenizer.name, "sha256": manifest.tokenizer.sha256}
 
-
-def result_row(result: StageResult) -> dict[str, Any]:
-    row = dataclasses.asdict(result)
-    row["heldout"] = None if result.heldout is None else result.heldout.loss
-    row["checkpoint_dir"] = str(result.checkpoint_dir)
-    row["run_dir"] = str(result.run_dir)
-    return row

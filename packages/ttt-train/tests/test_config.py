@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ttt_cli.config import CONFIG_DIR, RunConfigError, compose_config, write_configs
-from ttt_cli.translate import translate
 from ttt_model.config import DEFAULT_SPEC_INNER
+from ttt_train.config import CONFIG_DIR, RunConfigError, compose_config, write_configs
+from ttt_train.translate import translate
 
 DATA = ["deploy_paths.data.dclm=/data/dclm", "deploy_paths.data.books3=/data/books3"]
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ttt_cli.config import RunConfigError, compose_config, write_configs
-from ttt_cli.pipeline import SCALES
-from ttt_cli.translate import StageSpec, model_config_of, translate
 from ttt_ledger import RunRecord
+from ttt_train.config import RunConfigError, compose_config, write_configs
+from ttt_train.pipeline import SCALES
+from ttt_train.translate import StageSpec, model_config_of, translate
 
 DATA = ["deploy_paths.data.dclm=/data/dclm", "deploy_paths.data.books3=/data/books3"]
 E2E_8K = "+experiment=125m/pretrain-e2e-8K"  # training/125m/pretrain-8K: 4800, 4800, 480, 480

@@ -32,8 +32,21 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 PRIMARY = "config"
+
+
+def _config_tree() -> Path:
+    """The packaged config tree: inside an installed wheel, `ttt_train/configs`; in a
+    checkout (an editable install), the repository's top-level `configs/`."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parents[3] / "configs"):
+        if (candidate / f"{PRIMARY}.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"no config tree: neither {here / 'configs'} (an installed wheel) nor "
+                       f"{here.parents[3] / 'configs'} (a checkout) holds {PRIMARY}.yaml")
+
+
+CONFIG_DIR = _config_tree()
 GROUPS = ("training", "model", "backend", "deploy_paths")
 
 # The type of each key whose default does not show it (null, ??? or an interpolation).

@@ -17,8 +17,8 @@ import jax
 from jax._src import xla_bridge
 from jax.sharding import Mesh
 
-from ttt_cli.translate import BackendSpec
 from ttt_model.sharding import MeshConfig, make_mesh
+from ttt_train.translate import BackendSpec
 
 _PLATFORMS = {"gpu": "cuda", "cuda": "cuda", "cpu": "cpu", "tpu": "tpu"}
 

@@ -25,7 +25,6 @@ import jax
 import numpy as np
 from flax import nnx
 
-from ttt_cli.translate import RestoreSpec, RunPaths
 from ttt_import.checkpoints import nest
 from ttt_ledger import RestoreStatus
 from ttt_model.checkpoint import (
@@ -40,6 +39,7 @@ from ttt_model.config import ModelConfig, TrainConfig
 from ttt_model.model import abstract_model, build_model
 from ttt_model.params import path_str
 from ttt_model.train import TrainState, init_train_state
+from ttt_train.translate import RestoreSpec, RunPaths
 
 
 class WarmStartError(RuntimeError):
