@@ -98,10 +98,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks; each writes bench/results/<name>.json."""
+    """Benchmarks; each writes bench/results/<name>.json. Then bench/tables.py (not a
+    benchmark) regenerates docs/benchmarks.md from those files."""
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    tables = ROOT / "bench" / "tables.py"
     for script in sorted((ROOT / "bench").glob("*.py")):
-        session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+        if script != tables:
+            session.run("python", str(script), *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+    session.run("python", str(tables))
 
 
 @nox.session(python="3.11")

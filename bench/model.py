@@ -4,7 +4,7 @@ Writes bench/results/model.json. The 125m figures come from XLA's compiled cost 
 memory analysis on CPU (lowered and compiled, never run; batch 1, float32): FLOPs are
 dot/convolution FLOPs with every while-loop body multiplied by its known trip count
 (ttt_model.costs), next to XLA's raw figure that counts each body once. The tiny config
-(DESIGN §7) is run for wall-clock seconds per step.
+(docs/models.md) is run for wall-clock seconds per step.
 
     uv run python bench/model.py [--quick]
 """
@@ -98,7 +98,8 @@ def measure_prefill(size: str, lengths: list[int]) -> dict:
 
 
 def wall_clock_tiny(steps: int) -> dict:
-    """Seconds per train step of DESIGN §7's tiny config (seq 2048, batch 2), after compile."""
+    """Seconds per train step of the tiny config (docs/models.md; seq 2048, batch 2), after
+    compile."""
     out = {}
     for variant, mode in VARIANTS.items():
         cfg = tiny_config(variant)

@@ -1,5 +1,5 @@
 """Training benchmark: tokens/s of whole `ttt train` stages (data pipeline, compiled step,
-checkpoints) for the tiny FA, SWA and TTT-E2E configs of DESIGN §7 on this machine.
+checkpoints) for the tiny FA, SWA and TTT-E2E configs (docs/models.md) on this machine.
 
 Writes bench/results/train.json. Each variant trains a few steps on a synthetic token
 store; tokens/s is the median over steps after the first (which compiles). The official
@@ -23,7 +23,7 @@ import jax
 OUT = Path(__file__).parent / "results" / "train.json"
 SEQ, BATCH = 2048, 2
 
-# DESIGN §7 tiny config: vocab 512, hidden 64, 4 layers, 4 heads, seq 2048, batch 2;
+# tiny config (docs/models.md): vocab 512, hidden 64, 4 layers, 4 heads, seq 2048, batch 2;
 # E2E: inter 96, suffix 1, b 256, window 512 (paper family: QK-norm, pre+post norm).
 TINY = {"model": "125m", "model.vocab_size": 512, "model.hidden_size": 64,
         "model.num_hidden_layers": 4, "model.num_attention_heads": 4,
@@ -91,7 +91,7 @@ def main() -> None:
     devices = jax.devices()
     results = {
         "what": "tokens/s of `ttt train` stages (data pipeline + compiled train step + "
-                "checkpoint), DESIGN §7 tiny config, seq 2048, batch 2, float32; median "
+                "checkpoint), tiny config (docs/models.md), seq 2048, batch 2, float32; median "
                 "step time after the first (compiling) step",
         "backend": jax.default_backend(), "device": str(devices[0].device_kind),
         "device_count": len(devices), "cpu_count": os.cpu_count(),

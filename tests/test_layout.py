@@ -70,3 +70,22 @@ def test_the_rule_sees_a_forbidden_import(tmp_path):
     (tmp_path / "m.py").write_text("import ttt_cli.main\nfrom ttt_train.stage import x\n"
                                    "from . import sibling\n")
     assert set(imported_packages(tmp_path, tmp_path)) == {"ttt", "ttt-train"}
+
+
+APP_MODULE_MAX_LINES = 80  # parse, call, print: anything longer holds logic a library should
+
+
+def test_the_app_is_thin():
+    app = ROOT / "apps" / "ttt" / "src"
+    long = {str(p.relative_to(ROOT)): n for p in sorted(app.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > APP_MODULE_MAX_LINES}
+    assert not long, f"app modules over {APP_MODULE_MAX_LINES} lines: {long}"
+
+
+def test_top_level_matches_the_design_card():
+    """The user's layout: these at the top, and no second home for configs or docs."""
+    for name in ("pyproject.toml", "packages", "apps", "noxfile.py", "configs", "tests",
+                 "docs", "README.md"):
+        assert (ROOT / name).exists(), name
+    assert not list((ROOT / "apps").rglob("configs/config.yaml"))
+    assert not list((ROOT / "packages").rglob("src/**/configs/config.yaml"))

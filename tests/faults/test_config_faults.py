@@ -18,7 +18,7 @@ TRAPS = {
     "training.loss_average=sequence": ("training.loss_average", "sequence"),
     "model.resid_pdrop=0.1": ("model.resid_pdrop", "dropout"),
     "training.optimizer_outer.optimizer_type=sgd": ("optimizer_type", "adamw"),
-    "training.log_wandb=true": ("training.log_wandb", "wandb"),
+    "training.wandb_mode=cloud": ("training.wandb_mode", "cloud"),
 }
 
 

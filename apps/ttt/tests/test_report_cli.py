@@ -79,7 +79,8 @@ def test_report_writes_plots(capsys, exp_dir, tmp_path):
                            "--plots", str(plots))
     assert code == 0
     written = sorted(p.name for p in plots.iterdir())
-    assert written == ["frontier_loss.png", "position_nll_qwen2_5_0_5b_books_32k.png"]
+    assert written == ["frontier_loss.png", "position_nll_qwen2_5_0_5b_books_32k.png",
+                       "train_loss_qwen2_5_0_5b.png"]
     for name in written:
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -1,5 +1,6 @@
-"""Profiles: parameter counts computed from the model match DESIGN §4; `prepare` checks a
-local snapshot's config and records its revision and sha256; mismatches are named."""
+"""Profiles: parameter counts computed from the model match the published figures
+(docs/models.md); `prepare` checks a local snapshot's config and records its revision
+and sha256; mismatches are named."""
 
 from __future__ import annotations
 

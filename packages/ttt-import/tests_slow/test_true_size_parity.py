@@ -1,5 +1,5 @@
 """Must-show 2: at the true sizes of smollm2_135m, smollm2_360m and qwen2_5_0_5b (random
-weights, real configs written by transformers' own config classes from the DESIGN §4
+weights, real configs written by transformers' own config classes from the docs/models.md
 facts), the import against its profile is clean and max |Δlogit| <= 1e-3.
 
 Prints the figures and wall-clock times; run with `nox -s parity`.

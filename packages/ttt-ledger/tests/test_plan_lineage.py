@@ -1,4 +1,5 @@
-"""The stage plan reproduces seed 000 §9 row by row; lineage queries across the matrix."""
+"""The stage plan reproduces docs/protocol.md's matrix row by row; lineage queries across
+the matrix."""
 
 from __future__ import annotations
 

@@ -188,7 +188,8 @@ def _png_size(path):
 def test_plots_are_written_and_non_empty(tmp_path, hand_experiment):
     written = write_plots(hand_experiment, tmp_path / "plots")
     names = sorted(p.name for p in written)
-    assert names == ["frontier_loss.png", "position_nll_qwen2_5_0_5b_books_32k.png"]
+    assert names == ["frontier_loss.png", "position_nll_qwen2_5_0_5b_books_32k.png",
+                     "train_loss_qwen2_5_0_5b.png"]
     for path in written:
         assert path.stat().st_size > 10_000
     # two context lengths (8K, 32K) -> two panels of 5.5 x 4.5 inches at 120 dpi

@@ -7,11 +7,13 @@ import json
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from conftest import tiny
 from ttt_model.checkpoint import (
     CheckpointError,
     latest_step,
+    load_model,
     read_meta,
     read_model_config,
     restore_opt_state,
@@ -48,6 +50,18 @@ def test_round_trip_keep_last_and_metadata(tmp_path):
     assert _equal(restore_opt_state(tmp_path, other.opt_state, 5), saved.opt_state)
     with pytest.raises(CheckpointError, match="holds no optimiser state"):
         restore_opt_state(tmp_path, other.opt_state, 7)
+
+
+def test_a_relative_checkpoint_path_works(tmp_path, monkeypatch):
+    """Users type `--checkpoint checkpoints/run`: every entry point takes a relative path
+    (orbax itself reads absolute paths only)."""
+    cfg = tiny()
+    model = build_model(cfg, 1)
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint("ckpt", 2, params=nnx.state(model, nnx.Param), model_cfg=cfg)
+    assert latest_step("ckpt") == 2 and read_model_config("ckpt") == cfg
+    loaded = load_model("ckpt")
+    assert _equal(nnx.state(loaded, nnx.Param), nnx.state(model, nnx.Param))
 
 
 def test_refusals_name_what_is_wrong(tmp_path):

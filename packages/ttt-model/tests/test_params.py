@@ -36,7 +36,7 @@ def test_default_spec_selects_exactly_the_prime_mlps():
                      for i in (0, 1) for p in ("down", "gate", "up")]
 
 
-# DESIGN §4 (HF config facts and the published parameter counts)
+# docs/models.md (HF config facts and the published parameter counts)
 FAMILIES = {
     "smollm2_135m": (dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
                           num_layers=30, num_heads=9, num_kv_heads=3), 134_515_008),

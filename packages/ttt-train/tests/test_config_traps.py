@@ -256,7 +256,7 @@ def test_loss_average_reaches_the_train_config():
     ("training.optimizer_outer.emb_wd", False, "false is not supported"),
     ("training.dummy_dataset", True, "true is refused"),
     ("training.eval_mode", True, "true is refused"),
-    ("training.log_wandb", True, "true is refused"),
+    ("training.wandb_mode", "cloud", "'cloud' is not one of online, offline, disabled"),
 ])
 def test_the_readme_refusals_name_key_and_file(tmp_path: Path, key: str, value: Any,
                                                expected: str):

@@ -50,6 +50,13 @@ class TokenizerInfo:
         return TokenizerInfo(**d)
 
 
+def format_tokenizer(info: TokenizerInfo) -> str:
+    """Vocabulary size, BOS and EOS with their ids, and the sha256 a run records: what to
+    check before training on (or scoring with) a tokenizer."""
+    return (f"vocab {info.vocab_size}, bos {info.bos_token!r}={info.bos_id}, "
+            f"eos {info.eos_token!r}={info.eos_id}, sha256 {info.sha256}")
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, streamed."""
     h = hashlib.sha256()

@@ -138,3 +138,12 @@ def format_verdict(verdict: SplitVerdict) -> str:
     if verdict.intact:
         return f"{head}: OK ({verdict.checked})"
     return f"{head}: CORRUPT ({len(verdict.faults)} problem(s)): " + "; ".join(verdict.faults)
+
+
+def format_store_verdict(root: str | Path, verdicts: list[SplitVerdict]) -> str:
+    """The closing line of a verification: the store intact with how many splits were
+    checked, or CORRUPT naming the splits that are not."""
+    bad = [v.split for v in verdicts if not v.intact]
+    if bad:
+        return f"token store {root}: CORRUPT in split(s) {', '.join(bad)}"
+    return f"token store {root}: intact ({len(verdicts)} split(s))"

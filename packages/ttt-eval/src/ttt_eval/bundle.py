@@ -30,7 +30,8 @@ from ttt_eval.efficiency import Timing, efficiency
 from ttt_eval.errors import EvalError, one_line
 from ttt_eval.nll import InnerLoop
 from ttt_eval.plots import write_bundle_plots
-from ttt_eval.retrieval import RetrievalSpec, evaluate_retrieval
+from ttt_eval.retrieval import DEFAULT_DEPTHS, RetrievalSpec, evaluate_retrieval
+from ttt_eval.ruler import TASKS
 from ttt_eval.score import check_tokenizer, load_run_model
 from ttt_eval.sweep import DEFAULT_CONTEXTS, choose_windows, sweep
 from ttt_eval.trend import decode_trend, free_decode_trend
@@ -69,6 +70,37 @@ class BundleTarget:
     tokenizer: Path | None = None
     run_id: str | None = None
     allow_tokenizer_mismatch: bool = False
+
+
+def bundle_spec(*, contexts: Sequence[int] | None = None, sweep_tokens: int | None = None,
+                ruler: bool = True, ruler_tasks: Sequence[str] | None = None,
+                ruler_lengths: Sequence[int] | None = None,
+                ruler_depths: Sequence[float] | None = None, ruler_samples: int = 4,
+                ruler_generation: bool = True, ruler_max_new_tokens: int | None = None,
+                trend_prompt: int | None = None, trend_tokens: int = 1024,
+                trend_reference: Path | None = None, efficiency: bool = True,
+                efficiency_contexts: Sequence[int] | None = None, efficiency_repeats: int = 3,
+                memory_limit_gib: float | None = None, seed: int = 0, split: str = "val"
+                ) -> BundleSpec:
+    """A `BundleSpec` from a user's choices, each None (or empty) meaning its default:
+    the paper's contexts, all RULER tasks at the sweep's contexts and the default depths;
+    `ruler=False` skips RULER. RULER draws with the bundle's seed."""
+    contexts = tuple(contexts or DEFAULT_CONTEXTS)
+    retrieval = None
+    if ruler:
+        retrieval = RetrievalSpec(tasks=tuple(ruler_tasks or TASKS),
+                                  lengths=tuple(ruler_lengths or contexts),
+                                  depths=tuple(ruler_depths or DEFAULT_DEPTHS),
+                                  samples_per_cell=ruler_samples, generation=ruler_generation,
+                                  max_new_tokens=ruler_max_new_tokens, seed=seed)
+    limit = None if memory_limit_gib is None else int(memory_limit_gib * 2**30)
+    return BundleSpec(contexts=contexts, sweep_tokens=sweep_tokens, retrieval=retrieval,
+                      trend_prompt=trend_prompt, trend_tokens=trend_tokens,
+                      trend_reference=trend_reference, efficiency=efficiency,
+                      efficiency_contexts=(None if efficiency_contexts is None
+                                           else tuple(efficiency_contexts)),
+                      efficiency_repeats=efficiency_repeats, seed=seed,
+                      memory_limit_bytes=limit, split=split)
 
 
 def model_kind(model: Transformer) -> str:
@@ -355,3 +387,65 @@ def write_bundle(bundle: dict[str, Any], out_dir: Path, stem: str) -> dict[str, 
     os.replace(tmp, csv_path)
     plots = write_bundle_plots(bundle["models"], out_dir / f"{stem}_plots")
     return {"json": json_path, "csv": csv_path, "plots": plots}
+
+
+def bundle_checkpoints(checkpoints: Sequence[Path], spec: BundleSpec, *,
+                       store: Path | None = None, tokenizer: Path | None = None,
+                       allow_tokenizer_mismatch: bool = False,
+                       out_dir: Path | None = None, progress: bool = True
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bundle of checkpoints named by their folders (each on the same store and
+    tokenizer), written as `external_eval.*` under `out_dir` (default ./external_eval):
+    (bundle, written paths)."""
+    targets = [BundleTarget(name=Path(c).name, checkpoint=Path(c), store=store,
+                            tokenizer=tokenizer,
+                            allow_tokenizer_mismatch=allow_tokenizer_mismatch)
+               for c in checkpoints]
+    bundle = run_bundle(targets, spec, progress=progress)
+    return bundle, write_bundle(bundle, Path(out_dir or "external_eval"), "external_eval")
+
+
+def bundle_summary(bundle: dict[str, Any]) -> str:
+    """One line per checkpoint: loss at each context, RULER accuracies, decode slope."""
+    lines = []
+    for m in bundle["models"]:
+        parts = [f"{m['name']} ({m['kind']})"]
+        for r in m.get("sweep", {}).get("contexts", []):
+            if r.get("mean_nll") is not None:
+                beyond = r.get("beyond_window") or {}
+                parts.append(f"{r['context']}: {r['mean_nll']:.3f}"
+                             + (f" (beyond window {beyond['mean_nll']:.3f})"
+                                if beyond.get("count") else ""))
+        for way in ("rank", "generation"):
+            accs = [t[way]["accuracy"] for t in m.get("ruler", {}).get("tasks", {}).values()
+                    if way in t]
+            if accs:
+                parts.append(f"RULER {way} {sum(accs) / len(accs):.3f}")
+        if m.get("trend"):
+            parts.append(f"decode slope {m['trend']['decode_nll_slope']['per_1k_tokens']:+.4f}/1K")
+        if m.get("free_trend"):
+            slope = m["free_trend"]["decode_nll_slope"]["per_1k_tokens"]
+            parts.append(f"free-generation slope {slope:+.4f}/1K")
+        lines.append("  ".join(parts))
+    return "\n".join(lines)
+
+
+def skip_notes(bundle: dict[str, Any]) -> list[str]:
+    """`<model>: <measure> not run: <reason>` for each measure not asked for: not a
+    failure, but a reader should know the number is missing and why."""
+    return [f"{m['name']}: {skip['measure']} not run: {skip['reason']}"
+            for m in bundle["models"] for skip in m.get("skipped", [])]
+
+
+def failure_lines(bundle: dict[str, Any]) -> list[str]:
+    """`<model> <measure>: <reason>` for each failed measure (none when the bundle passed)."""
+    return [f"{m['name']} {f['measure']}: {f['reason']}"
+            for m in bundle["models"] for f in m["failures"]]
+
+
+def describe_written(paths: dict[str, Any]) -> str:
+    """What `write_bundle` (and a ledger record, when `paths` counts one) left behind."""
+    line = f"wrote {paths['json']}, {paths['csv']} and {len(paths['plots'])} plots"
+    if "ledger_records" in paths:
+        line += f"; {paths['ledger_records']} ledger eval records"
+    return line

@@ -349,3 +349,40 @@ def load_generator(checkpoint_dir: str | Path, max_new_tokens: int, *,
     if tokenizer_dir is not None and not allow_tokenizer_mismatch:
         check_tokenizer(checkpoint_dir, settings["tokenizer"], tokenizer_dir)
     return Generator(model, settings["inner"], max_new_tokens, ttt=ttt)
+
+
+def read_prompt(path: str | Path) -> str:
+    """A prompt file's UTF-8 text byte for byte (a trailing newline is part of it)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalError(f"{path}: cannot read UTF-8 text ({e})") from None
+
+
+def stream_generation(checkpoint_dir: str | Path, tokenizer_dir: str | Path, prompt: str,
+                      max_new_tokens: int, write: Callable[[str], None], *,
+                      sampling: Sampling = GREEDY, stops: Sequence[str] = (),
+                      ttt: bool | None = None, allow_tokenizer_mismatch: bool = False) -> None:
+    """Generate from a checkpoint with its run's inner loop and tokenizer, handing `write`
+    the text as it becomes final (whole characters; never an empty string). Decoding stops
+    at a `stops` text (each one token), at the tokenizer's EOS (the model's when the
+    tokenizer names none), or after `max_new_tokens`."""
+    codec = PromptCodec.load(tokenizer_dir)
+    generator = load_generator(checkpoint_dir, max_new_tokens, ttt=ttt,
+                               tokenizer_dir=tokenizer_dir,
+                               allow_tokenizer_mismatch=allow_tokenizer_mismatch)
+    eos = codec.info.eos_id if codec.info.eos_id is not None else generator.cfg.eos_token_id
+    stop_ids = [codec.stop_id(s) for s in stops] + ([eos] if eos is not None else [])
+    stream = codec.stream()
+
+    def emit(text: str) -> None:
+        if text:
+            write(text)
+
+    def on_tokens(new: list[int | None]) -> None:
+        if new[0] is not None:
+            emit(stream.push(new))
+
+    generator.generate([codec.encode(prompt)], sampling=sampling, stop_ids=stop_ids,
+                       on_tokens=on_tokens)
+    emit(stream.flush())

@@ -9,6 +9,7 @@ is not the one recorded for the run, and a non-finite NLL is an error, never a s
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ttt_data.atomic import atomic_file
 from ttt_data.errors import TokenizerError
 from ttt_data.tokenizer import load_tokenizer, tokenizer_file, tokenizer_sha256
 from ttt_eval.errors import EvalError, ScoreError, one_line
@@ -161,3 +163,37 @@ def score_checkpoint(checkpoint_dir: str | Path, tokens: np.ndarray, *,
     out["checkpoint_step"] = settings["step"]
     out["settings_from"] = "train_config" if settings["from_train_config"] else "defaults"
     return out
+
+
+def score_file(checkpoint_dir: str | Path, *, tokens_file: str | Path | None = None,
+               text_file: str | Path | None = None, tokenizer_dir: str | Path | None = None,
+               ttt: bool | None = None, allow_tokenizer_mismatch: bool = False
+               ) -> dict[str, Any]:
+    """`score_checkpoint` on a .npy of token ids, or on a UTF-8 text encoded with
+    `tokenizer_dir` (then checked against the run's tokenizer); exactly one is given."""
+    if (tokens_file is None) == (text_file is None):
+        raise ScoreError("score needs exactly one of a tokens file and a text file")
+    if text_file is not None:
+        if tokenizer_dir is None:
+            raise ScoreError(f"{text_file}: a text needs the tokenizer to encode it")
+        tokens = tokenize_text(text_file, tokenizer_dir)
+    else:
+        tokens, tokenizer_dir = load_tokens(tokens_file), None
+    return score_checkpoint(checkpoint_dir, tokens, ttt=ttt, tokenizer_dir=tokenizer_dir,
+                            allow_tokenizer_mismatch=allow_tokenizer_mismatch)
+
+
+def write_score(result: dict[str, Any], out: str | Path) -> Path:
+    """The score as one JSON line, replacing `out` whole: a reader never sees half a file."""
+    with atomic_file(out, overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(result) + "\n")
+    return Path(out)
+
+
+def describe_score(result: dict[str, Any], out: str | Path) -> str:
+    """One line: how much was scored, how (the inner lr and where it came from), the mean."""
+    how = (f"ttt, inner lr {result['inner_lr']:.4g} from the run's {result['settings_from']}"
+           if result["ttt"] else "no ttt")
+    return (f"scored {result['num_sequences']} x {result['tokens_per_sequence']} tokens "
+            f"({how}; {result['counted_targets']} counted targets): mean NLL "
+            f"{result['mean_nll']:.4f} -> {out}")

@@ -65,6 +65,22 @@ class ImportResult:
     params: dict[str, jax.Array] | None = None
 
 
+def describe_import(result: ImportResult, hf_dir: str | Path) -> str:
+    """What an import did, in lines: source, recipe and sizes; parity when it ran; where
+    the audit is and the attention the converted model uses."""
+    a, cfg, out = result.audit, result.config, result.out_dir
+    lines = [f"imported {a.source['family']} ({a.source['profile'] or 'auto'}) from {hf_dir} "
+             f"-> {out}: recipe {a.recipe['kind']}, {a.param_count:,} parameters, "
+             f"{a.tensors_loaded} tensors, {len(a.new_parameters)} new"]
+    if a.parity is not None:
+        p = a.parity
+        lines.append(f"parity vs {p['reference']}: max |Δlogit| {p['max_abs_logit_diff']:.3g}, "
+                     f"max |ΔNLL| {p['max_abs_nll_diff']:.3g} (tolerance {p['tolerance']:g})")
+    lines.append(f"audit: clean; {out}/audit.json, {out}/audit.md (attention {cfg.attention}, "
+                 f"window {cfg.sliding_window}, suffix {cfg.suffix_len})")
+    return "\n".join(lines)
+
+
 def _np_dtype(name: str) -> np.dtype:
     return np.dtype(jnp.dtype(name))
 

@@ -1,9 +1,9 @@
-"""Model profiles: the pinned facts of each supported public checkpoint (DESIGN §4).
+"""Model profiles: the pinned facts of each supported public checkpoint (docs/models.md).
 
 A profile is what an import is checked against when it names a KEY: family, shapes, RoPE
 and norm constants, tying, and the parameter count. `prepare_profile` records which
 snapshot a profile was prepared from (revision, config sha256) under
-`<root>/<key>/{hf_config.json, model_profile.json}` (seed 000 §1).
+`<root>/<key>/{hf_config.json, model_profile.json}`.
 
 Pinned revisions are the hub commits these checkpoints are commonly pinned to in public
 code; offline we cannot re-resolve them, so `prepare` records the snapshot's own revision

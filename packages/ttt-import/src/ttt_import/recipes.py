@@ -1,4 +1,4 @@
-"""Conversion recipes: what an imported model becomes (DESIGN §2).
+"""Conversion recipes: what an imported model becomes (docs/protocol.md).
 
 - `fa`: the pretrained model as it is (full attention).
 - `swa`: sliding-window attention with window K in every layer; weights unchanged.
@@ -118,7 +118,7 @@ def new_parameters(cfg: ModelConfig, recipe: Recipe) -> list[NewParameter]:
             }[recipe.prime_init]
     reason = {"zeros": "zero output projection: the block's output is unchanged, so the "
                        "pretrained function is preserved at step 0",
-              "copy": "copy of this block's pretrained MLP (DESIGN §2 prime init 'copy')",
+              "copy": "copy of this block's pretrained MLP (prime init 'copy')",
               "normal": f"random normal, std {cfg.initializer_range} (prime init 'normal')"
               }[recipe.prime_init]
     out = []

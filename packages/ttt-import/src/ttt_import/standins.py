@@ -66,7 +66,7 @@ def tiny_hf_config(key: str, **overrides: Any) -> dict[str, Any]:
 
 
 def true_size_hf_config(key: str) -> dict[str, Any]:
-    """config.json fields of profile `key` at its true size (DESIGN §4 facts)."""
+    """config.json fields of profile `key` at its true size (docs/models.md)."""
     profile = get_profile(key)
     hf = get_family(profile.model_type).config_to_hf(profile_model_config(profile))
     hf["max_position_embeddings"] = 32768 if profile.model_type == "qwen2" else 8192

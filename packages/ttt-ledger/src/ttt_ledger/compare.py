@@ -1,4 +1,4 @@
-"""Comparisons the research asks for (seed 001 §3, §8, §9), defined precisely.
+"""Comparisons the research asks for (docs/protocol.md), defined precisely.
 
 Cost is cumulative over lineage: a run's budget is its own plus every ancestor's
 (each ancestor counted once). The public pretrained checkpoint a lineage starts from is
@@ -27,7 +27,7 @@ linear interpolation between neighbours). When X lies before a run's first logge
 point or it logged no curve, the matched value is None and the final values and totals
 (always reported) are what remains; `value_source` says which case applied.
 
-Success gate (seed 001 §9): a group's best completed adapter TTT-E2E run passes when its
+Success gate (docs/protocol.md): a group's best completed adapter TTT-E2E run passes when its
 cumulative cost is at least 30% below the matched scratch TTT-E2E run's and its final
 metric is at most 0.01 above it: saving = 1 - cost_R / cost_B >= 0.30 and
 value_R - value_B <= 0.01 (both with a 1e-9 tolerance for float rounding).

@@ -1,4 +1,4 @@
-"""The stage plan: the runbook's 10-run matrix per model family (seed 000 §9).
+"""The stage plan: the 10-run matrix per model family (docs/protocol.md).
 
 The matrix is one compact table (`MATRIX`) of stage templates; a `FamilySpec` fills in
 the family's run-id prefix, checkpoint short name and full step budgets. Parents are
@@ -86,7 +86,7 @@ class StageTemplate:
         return self.output.replace("{s}-", "")
 
 
-# Seed 000 §9, in the runbook's row order.
+# docs/protocol.md's matrix, row by row.
 MATRIX: tuple[StageTemplate, ...] = tuple(StageTemplate(*row) for row in (
     ("A1", "adapter", "pretrain", "fa", "pretrain", CONTEXT_8K,
      "import-{s}-fa-base", "pretrain-{s}-fa-import-8K", "fa"),

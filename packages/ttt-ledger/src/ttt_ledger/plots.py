@@ -1,4 +1,5 @@
-"""PNG plots: the quality-vs-compute frontier and per-position-NLL overlays.
+"""PNG plots: the quality-vs-compute frontier, training-loss curves and per-position-NLL
+overlays.
 
 Uses matplotlib's object API with the Agg canvas directly (no pyplot), so importing
 this module never changes a caller's global backend and works headless.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -152,6 +153,48 @@ def plot_position_nll(experiment: Experiment, out_dir: str | os.PathLike[str],
     return written
 
 
+def plot_loss_curves(curves: Mapping[str, Sequence[tuple[float, float]]],
+                     out_path: str | os.PathLike[str], title: str, xlabel: str = "step",
+                     ylabel: str = "training loss") -> Path | None:
+    """One line per labelled curve of (x, loss) points; None when no curve has a point.
+    Also the per-run plot `ttt train` writes (one curve, x = step)."""
+    drawn = {label: points for label, points in curves.items() if points}
+    if not drawn:
+        return None
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, points in drawn.items():
+        ax.plot([x for x, _ in points], [y for _, y in points], linewidth=1.2, label=label,
+                marker="." if len(points) < 50 else None)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, Path(out_path))
+
+
+def plot_training_loss(experiment: Experiment, out_dir: str | os.PathLike[str],
+                       metric: str = "loss", axis: str = "tokens") -> list[Path]:
+    """Each run's logged training-loss curve, one plot per family (their tokenizers differ,
+    so their losses are not comparable), on the lineage-cumulative `axis` so that a stage
+    continues its parent's curve."""
+    if axis not in AXES:
+        raise LedgerError(f"axis {axis!r}: expected one of {AXES}")
+    by_family: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in sorted(experiment.runs.values(), key=lambda r: r.run_id):
+        curve = [(_scale(axis, x), y) for x, y in curve_on_axis(experiment, r.run_id, metric,
+                                                                 axis)]
+        if curve:
+            by_family.setdefault(r.family, {})[r.run_id] = curve
+    return [path for family, curves in sorted(by_family.items())
+            if (path := plot_loss_curves(
+                curves, Path(out_dir) / f"train_{_safe_name(metric)}_{_safe_name(family)}.png",
+                f"{experiment.exp_folder} {family}: training {metric}",
+                xlabel=AXIS_LABELS[axis])) is not None]
+
+
 def write_plots(experiment: Experiment, out_dir: str | os.PathLike[str],
                 metric: str = "loss", cost_axis: str = "device_hours") -> list[Path]:
     """Every plot the data supports, as PNG files under out_dir; returns their paths."""
@@ -160,6 +203,7 @@ def write_plots(experiment: Experiment, out_dir: str | os.PathLike[str],
                              metric, cost_axis)
     if frontier is not None:
         written.append(frontier)
+    written += plot_training_loss(experiment, out_dir)
     written += plot_position_nll(experiment, out_dir)
     return written
 

@@ -122,7 +122,7 @@ class EvalResult:
     """One evaluation of a run's checkpoint, appended when it arrives.
 
     `per_position_nll[i]` is the mean NLL of the token at position i of the evaluated
-    sequences (the token-position loss breakdown of seed 001 §3).
+    sequences (the token-position loss breakdown).
     """
 
     name: str

@@ -3,8 +3,7 @@
 `build_report` computes everything once (the metric, groups of runs of one kind,
 deltas, matched comparisons, the gate); the renderers only format. CSV and JSON carry
 raw numbers for analysis scripts; the terminal table and Markdown round them for
-reading, and the Markdown tables are what a paper draft pastes (seed 001 §8's
-reporting template).
+reading, and the Markdown tables are what a paper draft pastes.
 """
 
 from __future__ import annotations

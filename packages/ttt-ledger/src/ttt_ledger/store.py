@@ -471,6 +471,18 @@ class Ledger:
             (exp_folder, run_id, json.dumps(result.to_dict())))
 
 
+def read_experiment(exp_dir: str | os.PathLike[str], exp_folder: str) -> Experiment:
+    """One folder of `<exp_dir>/ledger.sqlite` for reading: never creates the ledger, and
+    a folder without runs (a typo, most often) is an error naming the folders there."""
+    with Ledger.open(exp_dir, create=False) as ledger:
+        experiment = ledger.experiment(exp_folder)
+        if not experiment.runs:
+            folders = ", ".join(ledger.exp_folders()) or "none"
+            raise LedgerError(f"no runs in experiment folder {exp_folder!r} of {ledger.path} "
+                              f"(folders there: {folders})")
+    return experiment
+
+
 def _merge_best(best: Mapping[str, float], values: Iterable[tuple[str, float]]
                 ) -> dict[str, float]:
     """Running minimum of loss-like metrics; other metrics are left to the caller."""

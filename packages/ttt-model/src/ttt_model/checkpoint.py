@@ -103,7 +103,7 @@ def save_checkpoint(directory: str | Path, step: int, *, params: nnx.State,
                     ) -> Path:
     """Save one step with its arrays' checksums; keeps the newest `max_to_keep` steps.
     Returns the step directory. Refuses NaN/Inf and an existing step (nothing is written)."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     arrays = {"params": _to_pure(params)}
     if opt_state is not None:
         arrays["opt_state"] = _leaves(opt_state)
@@ -172,7 +172,7 @@ def _record_arrays(directory: Path, step: int, item: str, tree: Any
 
 
 def latest_step(directory: str | Path) -> int | None:
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     if not directory.is_dir():
         return None
     with _manager(directory, create=False) as mngr:
@@ -242,7 +242,7 @@ def _raw_meta(directory: Path, step: int) -> dict[str, Any]:
 
 def read_meta(directory: str | Path, step: int | None = None) -> dict[str, Any]:
     """The JSON metadata saved with a step (the newest by default), without the checksums."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     step = _resolve_step(directory, step)
     return {k: v for k, v in _raw_meta(directory, step).items() if k != CHECKSUMS}
 
@@ -443,7 +443,7 @@ def restore_params(directory: str | Path, target: nnx.State, step: int | None = 
                    ) -> nnx.State:
     """Parameters of a step, checked, restored into the structure, shapes and dtypes of
     `target`. Steps saved without checksums are checked for NaN/Inf only."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     step = _resolve_step(directory, step)
     pure = _to_pure(target)
     got = _cast_like(_load_item(directory, step, "params", pure), pure)
@@ -454,7 +454,7 @@ def restore_params(directory: str | Path, target: nnx.State, step: int | None = 
 
 def restore_opt_state(directory: str | Path, target: Any, step: int | None = None) -> Any:
     """Optimiser state of a step, checked like `restore_params`, in the structure of `target`."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     step = _resolve_step(directory, step)
     flat = _leaves(target)
     got = _load_item(directory, step, "opt_state", flat)
@@ -469,7 +469,7 @@ def verify_checkpoint(directory: str | Path, step: int | None = None) -> int:
     """Read and check every array and the meta of a step (the newest by default), for
     commands that only read (eval, export). Returns the step; raises CheckpointCorruptError.
     Steps saved without checksums are checked for NaN/Inf only."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     step = _resolve_step(directory, step)
     for item in ARRAY_ITEMS:
         _load_item(directory, step, item, None)
@@ -482,7 +482,7 @@ def restore_newest_intact(directory: str | Path, params_target: nnx.State,
     """The requested (default: newest) step, or else the newest older step that restores
     cleanly, with the damaged steps passed over so the caller can warn and quarantine them.
     Only damage falls back: a target that does not fit raises CheckpointError at once."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     start = _resolve_step(directory, step)
     skipped: list[SkippedStep] = []
     for candidate in reversed([s for s in _steps(directory) if s <= start]):
@@ -504,7 +504,7 @@ def quarantine_step(directory: str | Path, step: int, reason: str) -> Path:
     """Move a damaged step to `<dir>/corrupt/<step>.<utc>/` (with `reason.txt`) and point
     latest.json at the newest remaining step (removed when none remains), so that step
     number can be saved again. Other steps are untouched. Call it from one process."""
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # orbax reads absolute paths only
     source = directory / str(step)
     if not source.is_dir():
         raise CheckpointError(f"{directory} has no step {step} to quarantine")

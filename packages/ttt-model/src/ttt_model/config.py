@@ -148,7 +148,7 @@ class _PaperSize:
     suffix_len: int
 
 
-# DESIGN §1: the paper's own family (Llama-3 tokenizer, QK-norm, pre+post norm, tied).
+# The paper's own family (docs/models.md) (Llama-3 tokenizer, QK-norm, pre+post norm, tied).
 _PAPER_SIZES: dict[str, _PaperSize] = {
     "125m": _PaperSize(12, 768, 12, 2048, 1664, 3),
     "350m": _PaperSize(24, 1024, 16, 2816, 2304, 6),
@@ -164,7 +164,7 @@ def paper_config(size: str, variant: Literal["fa", "swa", "e2e"] = "fa", **overr
                  ) -> ModelConfig:
     """The paper's model of `size` as full attention, sliding window, or TTT-E2E.
 
-    E2E shrinks `intermediate_size` so total parameters match FA (DESIGN §1 table).
+    E2E shrinks `intermediate_size` so total parameters match FA (docs/models.md).
     """
     if size not in _PAPER_SIZES:
         raise ConfigError(f"unknown paper size {size!r}; choose from {list(_PAPER_SIZES)}")
@@ -197,7 +197,7 @@ def paper_config(size: str, variant: Literal["fa", "swa", "e2e"] = "fa", **overr
 
 
 def tiny_config(variant: Literal["fa", "swa", "e2e"] = "fa", **overrides: Any) -> ModelConfig:
-    """The tiny config of DESIGN §7 (vocab 512, hidden 64, 4 layers, 4 heads; E2E: inter 96,
+    """The tiny config (docs/models.md) (vocab 512, hidden 64, 4 layers, 4 heads; E2E: inter 96,
     suffix 1, b 256, window 512) used for CPU wall-clock comparisons."""
     e2e = variant == "e2e"
     base = dict(

@@ -1,4 +1,4 @@
-"""The staged pipeline (`ttt pipeline`): seed 000 §9's 10-run matrix per model family, in
+"""The staged pipeline (`ttt pipeline`): the 10-run matrix of docs/protocol.md per model family, in
 dependency order, with the import of each family's pretrained checkpoint, per-family
 tokenization of the data roots, a manifest, and the ledger report at the end.
 

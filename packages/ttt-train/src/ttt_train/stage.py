@@ -4,10 +4,12 @@
 2. Fail fast, before any training work: resume source, destination, token store (vocab,
    length, tokenizer hash), batch layout, checkpoint shapes.
 3. Open the ledger record, write the configs, place the state on the mesh, compile once.
-4. Train: log every `log_freq` steps, checkpoint every `save_checkpoint_freq` steps and at
-   the end (params, optimiser, data iterator state, step), stop on a non-finite loss, and
-   on SIGTERM/SIGINT checkpoint the current step and mark the record `interrupted`.
-5. Evaluate the held-out loss at the stage's context; complete the ledger record.
+4. Train: metrics of every step to the trackers (metrics.jsonl, and W&B / TensorBoard when
+   asked), a log line every `log_freq` steps, checkpoint every `save_checkpoint_freq` steps
+   and at the end (params, optimiser, data iterator state, step), stop on a non-finite
+   loss, and on SIGTERM/SIGINT checkpoint the current step and mark the record `interrupted`.
+5. Evaluate the held-out loss at the stage's context; complete the ledger record; draw the
+   training-loss curve (`loss_curve.png`).
 
 Only one process writes a run at a time (`run_lock`); the lock is taken before anything of
 the run is touched, so a refused second writer changes nothing.
@@ -46,9 +48,12 @@ from ttt_model.train import TrainState, make_train_step
 from ttt_train.config import ComposedConfig, write_configs
 from ttt_train.data_feed import TrainFeed, heldout_batches
 from ttt_train.interrupts import StopRequest, stop_on_signals
+from ttt_train.loss_curve import write_loss_curve
+from ttt_train.redaction import composed_without_secrets
 from ttt_train.run_lock import RunLock, describe_previous
 from ttt_train.run_log import RunLog, format_step
 from ttt_train.runtime import Runtime, start_runtime
+from ttt_train.tracking import JsonlTracker, Trackers, optional_trackers
 from ttt_train.translate import StageSpec, model_kind, tokens_per_step, translate
 from ttt_train.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
 
@@ -204,6 +209,10 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
     # -- fail fast: nothing below compiles or trains ---------------------------------
     source_dir(spec.restore, paths)
     check_fresh_destination(paths, spec.restore)
+    primary = runtime.is_primary
+    extra_trackers = optional_trackers(  # imports W&B / TensorBoard now: a missing one stops here
+        spec.tracking, paths.run_dir, name=spec.ledger.run_id, group=paths.exp_folder,
+        job_type=spec.ledger.stage) if primary else []
     feed_kwargs = dict(vocab_size=model_cfg.vocab_size, bos_id=model_cfg.bos_token_id,
                        mesh=runtime.mesh, process_index=runtime.process_index,
                        process_count=runtime.process_count)
@@ -212,9 +221,8 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
                  else [])
     start = start_point(model_cfg, tc, spec.restore, paths, spec.model_seed)
     # -- run directory, ledger, log ---------------------------------------------------
-    primary = runtime.is_primary
     if primary:
-        write_configs(composed, paths.run_dir, spec.resolved)
+        write_configs(composed_without_secrets(composed), paths.run_dir, spec.resolved)
     log = RunLog(paths.run_dir if primary else None, progress=spec.schedule.progress,
                  total_steps=tc.total_steps, start_step=start.step, label=spec.ledger.run_id)
     previous = describe_previous(lock) if lock is not None else None
@@ -222,15 +230,20 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
         log.info(f"took over the lock of {previous}, which ended without releasing it")
     for line in (*(f"config: {d}" for d in spec.derived), *start.notes):
         log.info(line)
+    trackers = Trackers([JsonlTracker(log), *extra_trackers])
     try:
-        return _train(spec, runtime, writer, feed, eval_data, start, log, t_start, stop)
+        return _train(spec, runtime, writer, feed, eval_data, start, log, trackers, t_start,
+                      stop)
     finally:
+        trackers.finish()
+        if primary:
+            write_loss_curve(paths.run_dir, spec.ledger.run_id)
         log.close()
 
 
 def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: TrainFeed,
-           eval_data: list, start: StartPoint, log: RunLog, t_start: float,
-           stop: StopRequest) -> StageResult:
+           eval_data: list, start: StartPoint, log: RunLog, trackers: Trackers,
+           t_start: float, stop: StopRequest) -> StageResult:
     paths, tc, sched = spec.paths, spec.train, spec.schedule
     stop_at = min(tc.total_steps, sched.break_step or tc.total_steps)
     log.info(f"stage {spec.ledger.run_id} ({paths.exp_folder}/{paths.exp_name}): "
@@ -248,7 +261,8 @@ def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: Train
         return StageResult(spec.ledger.run_id, paths.exp_name, "skipped", start.step,
                            start.tokens_seen, start.wall_clock_s, None, None,
                            paths.checkpoint_dir, paths.run_dir)
-    log.open_metrics(keep_until_step=start.step)
+    for line in trackers.start(spec.resolved, start.step):
+        log.info(f"tracking: {line}")
     writer.start(start, runtime)
 
     state = place(start.state, runtime.mesh)
@@ -286,11 +300,11 @@ def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: Train
         dt = time.perf_counter() - t0
         loss = m["loss"]
         tokens += per_step
-        row = {"step": step, "loss": loss, "grad_norm": m["grad_norm"], "lr": m["lr"],
+        row = {"loss": loss, "grad_norm": m["grad_norm"], "lr": m["lr"],
                "inner_lr": m["inner_lr"], "n_tokens": int(m["n_tokens"]),
                "tokens_seen": tokens, "step_s": dt, "tokens_per_s": per_step / dt,
                "wall_clock_s": wall()}
-        log.metrics(row)
+        trackers.log(step, row)
         if not (math.isfinite(loss) and math.isfinite(m["grad_norm"])):
             where = (f"the last good checkpoint is step {last_ckpt} in {paths.checkpoint_dir}"
                      if last_ckpt is not None else "no checkpoint was written by this run")

@@ -1,10 +1,16 @@
-"""The pipeline's closing table: every stage with its lineage (input -> output
-checkpoint, parent run), tokens, wall-clock and held-out loss, read from the ledger."""
+"""The pipeline's closing outputs: the table of every stage with its lineage (input ->
+output checkpoint, parent run), tokens, wall-clock and held-out loss, read from the ledger;
+and the lines of its evaluation bundle."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from ttt_eval.bundle import bundle_summary, describe_written, skip_notes
 from ttt_ledger import Ledger, ledger_path
-from ttt_train.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from ttt_train.pipeline import Pipeline
 
 
 def stage_summary(pipeline: Pipeline) -> str:
@@ -39,6 +45,13 @@ def stage_summary(pipeline: Pipeline) -> str:
         if o.error:
             lines.append(f"  {o.run_id}: {o.error}")
     return "\n".join(lines)
+
+
+def evaluation_lines(bundle: dict[str, Any], paths: dict[str, Any]) -> list[str]:
+    """The bundle's line per checkpoint, a note for each measure not run (a store without
+    its tokenizer skips RULER), and what was written."""
+    return [bundle_summary(bundle), *(f"[eval] note: {note}" for note in skip_notes(bundle)),
+            describe_written(paths)]
 
 
 def _num(x: float | None) -> str:

@@ -18,6 +18,8 @@ from typing import Any
 from ttt_model.config import LOSS_AVERAGES, ConfigError, ModelConfig, TrainConfig
 from ttt_model.sharding import MeshConfig
 from ttt_train.config import ComposedConfig, RunConfigError
+from ttt_train.redaction import redact_secrets
+from ttt_train.tracking import WANDB_MODES, TrackingSpec
 
 _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32",
            "f32": "float32", "fp16": "float16", "float16": "float16", "fp64": "float64",
@@ -120,6 +122,7 @@ class StageSpec:
     model_seed: int
     derived: tuple[str, ...] = ()  # one line per schedule length derived from total_steps
     resolved: dict[str, Any] = field(repr=False, default_factory=dict)  # the values used
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)  # W&B, TensorBoard
 
 
 def _need(ok: bool, composed: ComposedConfig, key: str, msg: str) -> None:
@@ -165,7 +168,8 @@ def translate(composed: ComposedConfig) -> StageSpec:
     ledger = _ledger_spec(t, model, exp_name)
     return StageSpec(model=model, train=train, mesh=mesh, paths=paths, data=data,
                      restore=restore, schedule=schedule, backend=backend, ledger=ledger,
-                     model_seed=t["model_seed"], derived=lengths.derived, resolved=cfg)
+                     model_seed=t["model_seed"], derived=lengths.derived,
+                     resolved=redact_secrets(cfg), tracking=_tracking_spec(t, composed))
 
 
 def model_config_of(composed: ComposedConfig) -> ModelConfig:
@@ -369,8 +373,6 @@ def _check_refused(t: dict[str, Any], m: dict[str, Any], composed: ComposedConfi
     _need(not t["eval_mode"], composed, "training.eval_mode",
           "true is refused: held-out evaluation runs at the end of training "
           "(training.eval_batches)")
-    _need(not t["log_wandb"], composed, "training.log_wandb",
-          "true is refused: there is no wandb here; metrics go to <run dir>/metrics.jsonl")
     _need(t["load_part"] in ("none", "params", "all"), composed, "training.load_part",
           f"{t['load_part']!r} is not one of none, params, all")
     _need(t["warmstart_recipe"] in (None, "ttt"), composed, "training.warmstart_recipe",
@@ -446,6 +448,15 @@ def _ledger_spec(t: dict[str, Any], model: ModelConfig, exp_name: str) -> Ledger
     return LedgerSpec(run_id=t["run_id"] or exp_name, family=labels["family"] or model.name,
                       path=labels["path"] or ("adapter" if warm else "scratch"),
                       stage=labels["stage"] or "pretrain")
+
+
+def _tracking_spec(t: dict[str, Any], composed: ComposedConfig) -> TrackingSpec:
+    mode = t["wandb_mode"] or None
+    _need(mode in (None, *WANDB_MODES), composed, "training.wandb_mode",
+          f"{mode!r} is not one of {', '.join(WANDB_MODES)} (or empty: WANDB_MODE, else online)")
+    return TrackingSpec(wandb=t["log_wandb"], wandb_entity=t["wandb_entity"],
+                        wandb_project=t["wandb_project"], wandb_mode=mode,
+                        wandb_key=t["wandb_key"], tensorboard=t["log_tensorboard"])
 
 
 def tokens_per_step(spec: StageSpec) -> int:

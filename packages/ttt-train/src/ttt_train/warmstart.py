@@ -1,4 +1,4 @@
-"""A stage's starting point, per `training.load_part` (DESIGN §5):
+"""A stage's starting point, per `training.load_part` (the README's "Training" section):
 
 - `none`: fresh weights from `model_seed`, step 0.
 - `params`: weights of another stage's checkpoint, step 0, fresh optimiser and data.

@@ -49,39 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from ttt_eval.errors import EvalError
-    from ttt_eval.generate import PromptCodec, load_generator
+    from ttt_eval.generate import read_prompt, stream_generation
     from ttt_eval.sampling import Sampling
 
     def out(text: str) -> None:
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
     try:
         sampling = Sampling(args.temperature, args.top_k, args.top_p, args.seed)
-        if args.prompt is not None:
-            prompt = args.prompt
-        else:
-            try:
-                prompt = args.prompt_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
-                raise EvalError(f"{args.prompt_file}: cannot read UTF-8 text ({e})") from None
-        codec = PromptCodec.load(args.tokenizer)
-        generator = load_generator(args.checkpoint, args.max_new_tokens, ttt=args.ttt,
-                                   tokenizer_dir=args.tokenizer,
-                                   allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
-        eos = codec.info.eos_id if codec.info.eos_id is not None else generator.cfg.eos_token_id
-        stops = [codec.stop_id(s) for s in args.stop] + ([eos] if eos is not None else [])
-        stream = codec.stream()
-
-        def on_tokens(new: list[int | None]) -> None:
-            if new[0] is not None:
-                out(stream.push(new))
-
-        generator.generate([codec.encode(prompt)], sampling=sampling, stop_ids=stops,
-                           on_tokens=on_tokens)
+        prompt = args.prompt if args.prompt is not None else read_prompt(args.prompt_file)
+        stream_generation(args.checkpoint, args.tokenizer, prompt, args.max_new_tokens, out,
+                          sampling=sampling, stops=args.stop, ttt=args.ttt,
+                          allow_tokenizer_mismatch=args.allow_tokenizer_mismatch)
     except EvalError as e:
         print(f"ttt generate: {e}", file=sys.stderr)
         return 2
-    out(stream.flush() + "\n")
+    out("\n")
     return 0

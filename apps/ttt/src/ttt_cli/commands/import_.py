@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ttt_import.convert import import_snapshot
+    from ttt_import.convert import describe_import, import_snapshot
     from ttt_import.parity import DEFAULT_TOLERANCE
     from ttt_import.recipes import Recipe
 
@@ -70,14 +70,5 @@ def run(args: argparse.Namespace) -> int:
     except (ImportFailure, ConfigError) as e:
         print(f"ttt import: {e}", file=sys.stderr)
         return 2
-    a, cfg = result.audit, result.config
-    print(f"imported {a.source['family']} ({a.source['profile'] or 'auto'}) from "
-          f"{args.hf_dir} -> {args.out}: recipe {args.recipe}, {a.param_count:,} parameters, "
-          f"{a.tensors_loaded} tensors, {len(a.new_parameters)} new")
-    if a.parity is not None:
-        p = a.parity
-        print(f"parity vs {p['reference']}: max |Δlogit| {p['max_abs_logit_diff']:.3g}, "
-              f"max |ΔNLL| {p['max_abs_nll_diff']:.3g} (tolerance {p['tolerance']:g})")
-    print(f"audit: clean; {args.out}/audit.json, {args.out}/audit.md "
-          f"(attention {cfg.attention}, window {cfg.sliding_window}, suffix {cfg.suffix_len})")
+    print(describe_import(result, args.hf_dir))
     return 0

@@ -1,4 +1,4 @@
-"""`ttt pipeline`: the staged research flow of seed 000 §9 for one or more model families.
+"""`ttt pipeline`: the staged research flow (docs/protocol.md) for one or more families.
 
     ttt pipeline --model qwen2_5_0_5b|smollm2_360m|all --path scratch|adapter|all \\
         --budget pilot|full --exp-folder X --dclm-root D --books-root B \\
@@ -20,7 +20,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "pipeline", help="run the 10-stage matrix per model family (seed 000 §9)",
+        "pipeline", help="run the 10-stage matrix per model family (docs/protocol.md)",
         description="Run scratch and adapter stages (8K pretrain/adapt, 32K extensions) in "
                     "dependency order, import pretrained checkpoints, write a manifest, and "
                     "print the ledger report.")
@@ -57,54 +57,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ttt_eval.errors import EvalError
     from ttt_ledger import LedgerError
-    from ttt_train.pipeline import Pipeline, PipelineError, PipelineOptions, resolve_families
-    from ttt_train.summary import stage_summary
+    from ttt_train.interrupts import exit_code
+    from ttt_train.pipeline import PipelineError, PipelineOptions, resolve_families
+    from ttt_train.pipeline_run import run_pipeline
 
     try:
-        opts = PipelineOptions(
+        done = run_pipeline(PipelineOptions(
             families=resolve_families(args.model), path=args.path, budget=args.budget,
             exp_folder=args.exp_folder, exp_dir=args.exp_dir.absolute(),
             checkpoint_path=args.checkpoint_path.absolute(), dclm_root=args.dclm_root,
             books_root=args.books_root, hf_root=args.hf_root,
             skip_existing=args.skip_existing, import_parity=not args.no_import_parity,
             overrides=args.overrides, config_dirs=args.config_dir,
-            val_fraction=args.val_fraction, bundle=not args.no_bundle)
-        pipeline = Pipeline(opts)
-        outcomes = pipeline.run()
-        print()
-        print(stage_summary(pipeline))
-        evaluated = None
-        if opts.bundle and pipeline.interrupted is None:
-            from ttt_cli.commands.eval import bundle_summary
-
-            evaluated = pipeline.evaluate()
-            if evaluated is not None:
-                bundle, paths = evaluated
-                print(bundle_summary(bundle))
-                for m in bundle["models"]:
-                    for skip in m.get("skipped", []):
-                        print(f"[eval] note: {m['name']}: {skip['measure']} not run: "
-                              f"{skip['reason']}")
-                print(f"wrote {paths['json']}, {paths['csv']} and {len(paths['plots'])} "
-                      f"plots; {paths['ledger_records']} ledger eval records")
-        print()
-        print(pipeline.report())
+            val_fraction=args.val_fraction, bundle=not args.no_bundle))
     except (PipelineError, LedgerError, EvalError) as e:
         print(f"ttt pipeline: {e}", file=sys.stderr)
         return 2
-    if pipeline.interrupted is not None:
-        from ttt_train.interrupts import exit_code
-
-        return exit_code(pipeline.interrupted)
-    bad = [o for o in outcomes if o.status in ("failed", "blocked")]
-    if bad:
-        print(f"ttt pipeline: {len(bad)} stage(s) did not complete: "
-              f"{', '.join(o.run_id for o in bad)}", file=sys.stderr)
-        return 1
-    if evaluated is not None and evaluated[0]["failed"]:
-        for m in evaluated[0]["models"]:
-            for f in m["failures"]:
-                print(f"ttt pipeline: evaluation FAILED {m['name']} {f['measure']}: "
-                      f"{f['reason']}", file=sys.stderr)
-        return 1
-    return 0
+    if done.interrupted is not None:
+        return exit_code(done.interrupted)
+    for problem in done.problems:
+        print(f"ttt pipeline: {problem}", file=sys.stderr)
+    return 1 if done.problems else 0

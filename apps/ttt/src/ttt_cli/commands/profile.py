@@ -1,4 +1,4 @@
-"""`ttt profile`: the pinned facts of supported public checkpoints (DESIGN §4).
+"""`ttt profile`: the pinned facts of supported public checkpoints (docs/models.md).
 
     ttt profile list
     ttt profile show KEY [--json]
@@ -17,14 +17,8 @@ import sys
 from pathlib import Path
 
 from ttt_import.errors import ImportFailure
-from ttt_import.profiles import (
-    DEFAULT_ROOT,
-    PROFILES,
-    get_profile,
-    parameter_count,
-    prepare_profile,
-    profile_model_config,
-)
+from ttt_import.profile_text import count_profile, describe_prepared, profile_keys, profiles_table
+from ttt_import.profiles import DEFAULT_ROOT, PROFILES, prepare_profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,35 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    print(f"{'key':<14} {'hf id':<28} {'family':<6} {'layers':>6} {'hidden':>6} "
-          f"{'heads/kv':>8} {'inter':>6} {'vocab':>7} {'tied':>4} {'params':>14}")
-    for p in PROFILES.values():
-        tied = "yes" if p.tie_embeddings else "no"
-        print(f"{p.key:<14} {p.hf_id:<28} {p.model_type:<6} {p.num_layers:>6} "
-              f"{p.hidden_size:>6} {f'{p.num_heads}/{p.num_kv_heads}':>8} "
-              f"{p.intermediate_size:>6} {p.vocab_size:>7} {tied:>4} {p.params:>14,}")
+    print(profiles_table())
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    profile = get_profile(args.key)
-    cfg = profile_model_config(profile)
-    computed = parameter_count(cfg)
-    record = {**profile.to_dict(), "param_count_computed": computed,
-              "model_config": cfg.to_dict()}
-    if args.json:
-        print(json.dumps(record, indent=2, sort_keys=True))
-    else:
-        for k, v in profile.to_dict().items():
-            print(f"{k:<18} {v}")
-        agree = "matches" if computed == profile.params else "DIFFERS FROM"
-        print(f"parameters (computed from the model): {computed:,} ({agree} the pinned "
-              f"{profile.params:,})")
-    return 0 if computed == profile.params else 1
+    counted = count_profile(args.key)
+    print(json.dumps(counted.to_dict(), indent=2, sort_keys=True) if args.json
+          else counted.describe())
+    return 0 if counted.matches else 1
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    keys = sorted(PROFILES) if args.model == "all" else [args.model]
+    keys = profile_keys(args.model)
     if args.hf_dir is not None and len(keys) > 1:
         print("ttt profile prepare: --hf-dir names one snapshot; use it with one --model KEY "
               "(with `all`, snapshots come from the hub cache)", file=sys.stderr)
@@ -92,15 +70,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     failed = 0
     for key in keys:
         try:
-            out = prepare_profile(key, args.hf_dir, args.root, args.hf_cache)
+            print(describe_prepared(key, prepare_profile(key, args.hf_dir, args.root,
+                                                         args.hf_cache)))
         except ImportFailure as e:
             print(f"ttt profile prepare {key}: {e}", file=sys.stderr)
             failed += 1
-            continue
-        record = json.loads((out / "model_profile.json").read_text())
-        pin = "matches pin" if record["revision_matches_pin"] else \
-            f"pinned {record['pinned_revision']}"
-        print(f"{key}: wrote {out}/hf_config.json, model_profile.json (revision "
-              f"{record['source_revision']}, {pin}; config sha256 "
-              f"{record['source_config_sha256'][:12]}…; {record['param_count']:,} parameters)")
     return 2 if failed else 0

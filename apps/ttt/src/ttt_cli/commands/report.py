@@ -13,16 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ttt_ledger import (
-    AXES,
-    FORMATS,
-    Ledger,
-    LedgerError,
-    build_report,
-    check_metric,
-    ledger_path,
-    render,
-)
+from ttt_ledger import AXES, FORMATS, LedgerError, build_report, check_metric, render
+from ttt_ledger.store import read_experiment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="output format (default: table)")
     parser.add_argument("--plots", type=Path, default=None, metavar="DIR",
-                        help="also write PNG plots (frontier, per-position NLL) to DIR")
+                        help="also write PNG plots (frontier, per-position NLL, training "
+                             "loss) to DIR")
     parser.add_argument("--metric", default=None,
                         help="metric compared: a final-metric name (loss, heldout_loss) or "
                              "eval/<eval>/<key> (default: eval/heldout/loss when the runs "
@@ -51,13 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        with Ledger(ledger_path(args.exp_dir), create=False) as ledger:
-            experiment = ledger.experiment(args.exp_folder)
-            if not experiment.runs:
-                folders = ", ".join(ledger.exp_folders()) or "none"
-                print(f"ttt report: no runs in experiment folder {args.exp_folder!r} of "
-                      f"{ledger.path} (folders there: {folders})", file=sys.stderr)
-                return 2
+        experiment = read_experiment(args.exp_dir, args.exp_folder)
         if args.metric is not None:
             check_metric(experiment, args.metric)
         report = build_report(experiment, args.metric, cost_axis=args.cost_axis)

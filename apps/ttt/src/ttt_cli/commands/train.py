@@ -46,17 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from ttt_train.config import RunConfigError, compose_config
     from ttt_train.errors import BAD_INPUT_ERRORS
     from ttt_train.stage import NonFiniteLossError, run_stage
+    from ttt_train.stage_text import config_text, describe_result
 
     try:
         composed = compose_config(args.overrides, args.config_dir)
-        if args.print_config:  # the values the run would use, derived ones included
-            import yaml
-
-            from ttt_train.translate import translate
-
-            spec = translate(composed)
-            sys.stdout.write("".join(f"# {line}\n" for line in spec.derived))
-            sys.stdout.write(yaml.safe_dump(spec.resolved, sort_keys=False))
+        if args.print_config:
+            sys.stdout.write(config_text(composed))
             return 0
         result = run_stage(composed)
     except NonFiniteLossError as e:
@@ -65,14 +60,9 @@ def run(args: argparse.Namespace) -> int:
     except (RunConfigError, *BAD_INPUT_ERRORS) as e:
         print(f"ttt train: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    print(f"ttt train: {describe_result(result)}")
     if result.status == "interrupted" and result.signal is not None:
         from ttt_train.interrupts import exit_code
 
-        print(f"ttt train: {result.run_id} interrupted at step {result.step} (checkpointed); "
-              f"resume with training.load_part=all; run dir {result.run_dir}")
         return exit_code(result.signal)
-    heldout = f", held-out loss {result.heldout.loss:.4f}" if result.heldout else ""
-    train = f", train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
-    print(f"ttt train: {result.run_id} {result.status} at step {result.step}{train}{heldout}; "
-          f"run dir {result.run_dir}")
     return 0

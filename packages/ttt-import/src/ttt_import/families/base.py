@@ -3,7 +3,7 @@
 A family maps a Hugging Face `config.json` to a `ModelConfig` and back, and lists the
 links between HF tensor names and our parameter paths. HF linear weights are [out, in];
 our kernels are [in, out], so kernel links transpose. RoPE needs no permutation: HF
-Llama/Qwen2 and ttt-model both use the "halves" layout (DESIGN §1).
+Llama/Qwen2 and ttt-model both use the "halves" layout (docs/models.md).
 """
 
 from __future__ import annotations
