@@ -17,7 +17,7 @@ OUTSIDE = re.compile(r"\.\./shared|DESIGN §|seed 00[0-9] §")
 
 def _pages() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
-            *sorted(ROOT.glob("packages/*/README.md"))]
+            *sorted(ROOT.glob("packages/*/README.md")), *sorted(ROOT.glob("apps/*/README.md"))]
 
 
 def anchor(heading: str) -> str:
@@ -57,6 +57,13 @@ def test_the_checker_sees_a_broken_link(tmp_path):
     (tmp_path / "x.png").write_bytes(b"")
     bad = broken_links(page, tmp_path)
     assert [b.split(" ")[0] for b in bad] == ["missing.md", "p.md#nowhere"]
+
+
+def test_every_package_has_a_readme():
+    projects = [p.parent for p in (*ROOT.glob("packages/*/pyproject.toml"),
+                                   *ROOT.glob("apps/*/pyproject.toml"))]
+    assert projects and all((p / "README.md").is_file() for p in projects), \
+        [str(p.relative_to(ROOT)) for p in projects if not (p / "README.md").is_file()]
 
 
 def test_docs_has_the_pages_the_readme_promises():

@@ -67,16 +67,13 @@ def test_two_matmuls_and_static_arg() -> None:
     assert twice.flops == once.flops + mm(8, 24, 32)
 
 
-def test_convolution_matches_xla() -> None:
-    # Strided, dilated, grouped SAME conv: padding taps are not counted (as in XLA).
+def test_a_convolution_is_refused_not_counted_as_zero() -> None:
     def conv(x, k):
-        return lax.conv_general_dilated(
-            x, k, (2, 1), "SAME", rhs_dilation=(1, 2),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=2,
-        )
+        return lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    c = compiled_costs(conv, sds(2, 9, 8, 4), sds(3, 3, 2, 6))
-    assert c.flops == int(c.xla_flops) == 12480
+    with pytest.raises(ValueError, match="counts matrix products only"):
+        compiled_costs(conv, sds(2, 9, 8, 4), sds(3, 3, 4, 6))
 
 
 # ---- 2. loops: scan, nested scans, fori_loop --------------------------------------------

@@ -2,6 +2,7 @@
 the run's, values are of their key's type, unknown keys point at the known one, and every
 refusal is one line naming the key and the file (or override) that set it."""
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import yaml
 
 from ttt_ledger import RunRecord
 from ttt_train.config import RunConfigError, compose_config, write_configs
-from ttt_train.pipeline import SCALES
+from ttt_train.pipeline import SCALES, Pipeline, PipelineOptions
 from ttt_train.translate import StageSpec, model_config_of, translate
 
 DATA = ["deploy_paths.data.dclm=/data/dclm", "deploy_paths.data.books3=/data/books3"]
@@ -80,8 +81,39 @@ def test_pipeline_pilot_overrides_are_kept():
                        stage="pretrain", model_kind="e2e", train_mode="meta",
                        context_length=8192, planned_steps=8)
     spec = _spec("+experiment=external/qwen2_5_0_5b/pretrain-e2e-scratch-8K",
-                 *SCALES["pilot"].overrides(record))
+                 *SCALES["pilot"].overrides(record, 8192, 1024))
     assert _lengths(spec) == (8, 8, 1, 2) and spec.derived == ()
+
+
+def test_the_pilot_scales_the_stage_configs_own_window_and_chunk(tmp_path: Path):
+    """Window and chunk shrink by the context divisor from what the stage's config says
+    (not from the paper's 8192 and 1024): a file with window 4096 and b 512 gets 128, 16."""
+
+    exp = tmp_path / "experiment" / "external" / "qwen2_5_0_5b"
+    exp.mkdir(parents=True)
+    (exp / "small-window.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /training: qwen2_5_0_5b/pretrain-8K\n"
+        "  - override /model: qwen2_5_0_5b\n  - _self_\ntraining:\n  exp_name: sw\n"
+        "  train_mode: meta\nmodel:\n  seq_modeling_block: SWA\n"
+        "  sliding_window_size: 4096\n  mini_batch_size: 512\n  prime: true\n"
+        "  suffix_len: ${model.ttt_suffix_len}\n")
+    record = RunRecord(run_id="S3", exp_folder="f", family="qwen2_5_0_5b", path="scratch",
+                       stage="pretrain", model_kind="e2e", train_mode="meta",
+                       context_length=8192, planned_steps=8,
+                       config_name="external/qwen2_5_0_5b/small-window")
+    opts = PipelineOptions(families=("qwen2_5_0_5b",), path="scratch", budget="pilot",
+                           exp_folder="f", exp_dir=tmp_path / "e",
+                           checkpoint_path=tmp_path / "c", dclm_root=tmp_path / "d",
+                           books_root=tmp_path / "b", config_dirs=(tmp_path,))
+    pipeline = Pipeline(opts, print)
+    stores = {"dclm": "/d", "books3": "/b"}
+    model = compose_config(pipeline.stage_overrides(record, stores), [tmp_path]).resolved("model")
+    assert (model["sliding_window_size"], model["mini_batch_size"]) == (4096 // 32, 512 // 32)
+    # the shipped stages: 8192 and 1024 at full size, whatever the stand-in model file says
+    for name in ("pretrain-fa-scratch-8K", "adapt-swa-8K-from-import", "ext-fa-32K-from-import"):
+        shipped = dataclasses.replace(record, config_name=f"external/qwen2_5_0_5b/{name}")
+        model = compose_config(pipeline.stage_overrides(shipped, stores)).resolved("model")
+        assert (model["sliding_window_size"], model["mini_batch_size"]) == (256, 32), name
 
 
 def test_a_length_in_the_same_file_as_total_steps_is_kept(tmp_path: Path):

@@ -3,12 +3,12 @@
 Why this exists: ``compiled.cost_analysis()`` counts the body of every ``while`` loop
 (each ``lax.scan`` / ``fori_loop``) once, whatever its trip count, so for a scanned model
 it under-reports FLOPs by the trip count. This module walks the optimized HLO text,
-counts the FLOPs of ``dot`` and ``convolution`` instructions exactly, and multiplies
+counts the FLOPs of ``dot`` instructions (and matmul custom-calls) exactly, and multiplies
 each loop body by the ``known_trip_count`` that XLA records in the while's
 backend config. A loop without a known trip count is never guessed: its FLOPs are
 reported as unknown (``None``) or raise :class:`UnknownTripCountError`.
 
-Only matrix products and convolutions are counted (elementwise ops, reductions and
+Only matrix products are counted (elementwise ops, reductions and
 transcendentals are not): that is the figure that scales with model size and the one
 to compare between programs. Everything here runs on abstract inputs; nothing is
 allocated on a device or executed.
@@ -246,52 +246,6 @@ def _dot_flops(comp: _Computation, ins: _Instr) -> int:
     return 2 * math.prod(_dims(ins.shape)) * k
 
 
-def _valid_taps(out: int, size: int, in_size: int, stride: int, pad_lo: int,
-                lhs_dil: int, rhs_dil: int) -> int:
-    """(output, kernel) position pairs of one spatial dim that read a real input element.
-
-    Padding and lhs-dilation holes are excluded, which is how XLA counts too.
-    """
-    dilated_in = (in_size - 1) * lhs_dil + 1 if in_size > 0 else 0
-    n = 0
-    for o in range(out):
-        for k in range(size):
-            pos = o * stride + k * rhs_dil - pad_lo
-            if 0 <= pos < dilated_in and pos % lhs_dil == 0:
-                n += 1
-    return n
-
-
-def _conv_flops(comp: _Computation, ins: _Instr) -> int:
-    lhs = _operand_dims(comp, ins, 0)
-    rhs = _operand_dims(comp, ins, 1)
-    out = _dims(ins.shape)
-    m = re.search(r"dim_labels=(\w+)_(\w+)->(\w+)", ins.attrs)
-    if m is None:
-        raise ValueError(f"convolution %{ins.name} has no dim_labels")
-    lhs_l, rhs_l, out_l = m.groups()
-    spatial = [c for c in lhs_l if c not in "bf"]
-    # Each output element sums over the kernel's input-feature dim and its valid taps.
-    in_feat = rhs[rhs_l.index("i")]
-    n_out_nonspatial = out[out_l.index("b")] * out[out_l.index("f")]
-    window: dict[str, list[str]] = {}
-    wm = re.search(r"window=\{([^}]*)\}", ins.attrs)
-    if wm:
-        for item in wm.group(1).split():
-            key, _, val = item.partition("=")
-            window[key] = val.split("x")
-    taps = 1
-    for j, c in enumerate(spatial):
-        size = rhs[rhs_l.index(c)]
-        stride = int(window.get("stride", ["1"] * len(spatial))[j])
-        pad_lo = int(window.get("pad", ["0_0"] * len(spatial))[j].split("_")[0])
-        lhs_dil = int(window.get("lhs_dilate", ["1"] * len(spatial))[j])
-        rhs_dil = int(window.get("rhs_dilate", ["1"] * len(spatial))[j])
-        taps *= _valid_taps(out[out_l.index(c)], size, lhs[lhs_l.index(c)], stride, pad_lo,
-                            lhs_dil, rhs_dil)
-    return 2 * n_out_nonspatial * in_feat * taps
-
-
 def _custom_call_flops(comp: _Computation, ins: _Instr) -> int | None:
     """FLOPs of a matmul custom-call (oneDNN, cuBLAS, ...) from operand shapes; else None."""
     target = re.search(r'custom_call_target="([^"]*)"', ins.attrs)
@@ -335,7 +289,7 @@ class _Totals:
 
 
 def analyze_hlo(hlo_text: str) -> HloFlops:
-    """Count dot/convolution FLOPs of optimized HLO text, with and without trip counts.
+    """Count dot FLOPs of optimized HLO text, with and without trip counts.
 
     Pure function of the text (as printed by ``compiled.as_text()``), so it can be
     tested on hand-written HLO. Conditionals count their most expensive branch.
@@ -364,10 +318,9 @@ def analyze_hlo(hlo_text: str) -> HloFlops:
                 f = _dot_flops(comp, ins)
                 once += f
                 full += f
-            elif ins.opcode == "convolution":
-                f = _conv_flops(comp, ins)
-                once += f
-                full += f
+            elif ins.opcode == "convolution":  # refused: skipping it would count it as 0
+                raise ValueError(f"convolution %{ins.name}: this counter counts matrix "
+                                 "products only (the model has no convolutions)")
             elif ins.opcode == "custom-call":
                 f = _custom_call_flops(comp, ins)
                 if f is None:
@@ -428,7 +381,7 @@ def analyze_hlo(hlo_text: str) -> HloFlops:
 
 
 def hlo_dot_flops(hlo_text: str, *, trip_counts: bool = True) -> int:
-    """Dot + convolution FLOPs of optimized HLO text, loop bodies times their trip count.
+    """Dot FLOPs of optimized HLO text, loop bodies times their trip count.
 
     With ``trip_counts=False`` every loop body counts once (XLA's own convention).
     Raises :class:`UnknownTripCountError` rather than guess a missing trip count.
@@ -454,7 +407,7 @@ def hlo_dot_flops(hlo_text: str, *, trip_counts: bool = True) -> int:
 class CompiledCosts:
     """Costs of one compiled program, measured without running it.
 
-    ``flops``: dot/convolution FLOPs with each loop body multiplied by its trip count
+    ``flops``: dot FLOPs with each loop body multiplied by its trip count
     (``None`` if some loop's trip count is unknown, see ``unknown_trip_loops``).
     ``dot_flops_once``: the same count with every loop body once.
     ``xla_flops``: XLA's ``cost_analysis()['flops']`` (all ops, loop bodies once).

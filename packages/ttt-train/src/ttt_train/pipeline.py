@@ -49,8 +49,8 @@ class PipelineError(ValueError):
 class Scale:
     """How a budget shapes every stage beyond the experiment file (the pilot's CPU scale).
 
-    `context_divisor` shrinks contexts keeping the 8K:32K ratio; window and TTT chunk are
-    the paper's (8192, 1024) divided likewise; `model_group` swaps in the tiny stand-in.
+    `context_divisor` shrinks contexts keeping the 8K:32K ratio, and the stage config's
+    own sliding window and TTT chunk likewise; `model_group` swaps in the tiny stand-in.
     """
 
     context_divisor: int = 1
@@ -81,16 +81,17 @@ class Scale:
                           efficiency_repeats=self.efficiency_repeats,
                           efficiency_contexts=self.efficiency_contexts)
 
-    def overrides(self, record: RunRecord) -> list[str]:
-        out: list[str] = []
-        if self.model_group:
-            out.append(f"model={self.model_group.format(family=record.family)}")
+    def overrides(self, record: RunRecord, window: int, chunk: int) -> list[str]:
+        """Everything this scale changes in a stage whose full-size config (its experiment
+        file on the family's own model) has sliding window `window` and TTT chunk `chunk`."""
+        out = [f"model={self.model_group.format(family=record.family)}"] if self.model_group \
+            else []
         d = self.context_divisor
         if d != 1:
             ctx = record.context_length // d
             out += [f"training.seq_length={ctx}", f"model.seq_len={ctx}",
-                    f"model.sliding_window_size={8192 // d}",
-                    f"model.mini_batch_size={1024 // d}"]
+                    f"model.sliding_window_size={max(1, window // d)}",
+                    f"model.mini_batch_size={max(1, chunk // d)}"]
         batch = self.batch_8k if record.context_length <= CONTEXT_8K else self.batch_ext
         if batch:
             out.append(f"training.global_batch_size={batch}")
@@ -251,15 +252,18 @@ class Pipeline:
     # -- stages -----------------------------------------------------------------------
     def stage_overrides(self, record: RunRecord, stores: dict[str, str]) -> list[str]:
         o = self.opts
-        return [f"+experiment={record.config_name}",
+        scale = SCALES[o.budget]
+        base = [f"+experiment={record.config_name}",
                 f"training.exp_folder={o.exp_folder}", f"training.exp_dir={o.exp_dir}",
                 f"training.checkpoint_path={o.checkpoint_path}",
                 f"training.run_id={record.run_id}",
                 f"training.ledger.family={record.family}",
                 f"training.ledger.path={record.path}", f"training.ledger.stage={record.stage}",
                 f"deploy_paths.data.dclm={stores['dclm']}",
-                f"deploy_paths.data.books3={stores['books3']}",
-                *SCALES[o.budget].overrides(record), *o.overrides]
+                f"deploy_paths.data.books3={stores['books3']}"]
+        model = compose_config(base, o.config_dirs).resolved("model")  # the full-size sizes
+        return [*base, *scale.overrides(record, model["sliding_window_size"],
+                                        model["mini_batch_size"]), *o.overrides]
 
     def run(self) -> list[StageOutcome]:
         from ttt_train.stage import run_stage
