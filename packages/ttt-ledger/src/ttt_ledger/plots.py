@@ -14,6 +14,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ttt_ledger.compare import AXES, cumulative_budget, curve_on_axis
 from ttt_ledger.metrics import metric_value
@@ -169,6 +170,7 @@ def plot_loss_curves(curves: Mapping[str, Sequence[tuple[float, float]]],
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and tokens are counts
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
