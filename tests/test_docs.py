@@ -12,7 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-OUTSIDE = re.compile(r"\.\./shared|DESIGN §|seed 00[0-9] §")
+# Pointers to the design notes and research seeds this repository was built from, which a
+# user who clones it does not have (spelled in pieces so this line does not match itself).
+OUTSIDE = re.compile("|".join((r"\.\./" + "shared", "DESIGN" + " §", "seed" + r" 00\d §")))
 
 
 def _pages() -> list[Path]:
@@ -84,7 +86,7 @@ def test_no_file_refers_to_documents_outside_the_repository():
         except UnicodeDecodeError:
             continue
         hits += [f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1)
-                 if OUTSIDE.search(line) and name != "tests/test_docs.py"]
+                 if OUTSIDE.search(line)]
     assert not hits, hits
 
 
