@@ -57,8 +57,8 @@ from ttt_train.tracking import JsonlTracker, Trackers, optional_trackers
 from ttt_train.translate import StageSpec, model_kind, tokens_per_step, translate
 from ttt_train.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
 
-PACKAGES = ("ttt", "ttt-model", "ttt-data", "ttt-ledger", "ttt-import", "ttt-eval", "jax",
-            "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
+PACKAGES = ("ttt", "ttt-train", "ttt-model", "ttt-data", "ttt-ledger", "ttt-import", "ttt-eval",
+            "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain")
 
 
 class NonFiniteLossError(RuntimeError):
