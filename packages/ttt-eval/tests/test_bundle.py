@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import tiny_config
 from ttt_data.bpe import train_bpe_tokenizer
 from ttt_data.synth import write_synth_corpus
 from ttt_data.tokenization import tokenize_corpus
@@ -25,12 +26,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _cfg(name: str, **kw) -> ModelConfig:
-    base = dict(name=name, vocab_size=320, hidden_size=32, intermediate_size=48,
-                num_layers=2, num_heads=4, num_kv_heads=2, attention="full",
-                sliding_window=32, mini_batch_size=16, attention_block_size=16,
-                bos_token_id=0, initializer_range=0.1)
-    base.update(kw)
-    return ModelConfig(**base)
+    return tiny_config(**{"vocab_size": 320, "sliding_window": 32, **kw, "name": name})
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import tiny_config
 from ttt_eval.errors import ScoreError
 from ttt_eval.nll import InnerLoop
 from ttt_eval.score import as_token_batch, load_tokens, score_checkpoint
@@ -20,12 +21,7 @@ BOS = 0
 
 
 def _cfg(**kw) -> ModelConfig:
-    base = dict(name="eval-tiny", vocab_size=61, hidden_size=32, intermediate_size=48,
-                num_layers=2, num_heads=4, num_kv_heads=2, attention="full",
-                sliding_window=24, mini_batch_size=16, attention_block_size=16,
-                bos_token_id=BOS, initializer_range=0.1)
-    base.update(kw)
-    return ModelConfig(**base)
+    return tiny_config(bos_token_id=BOS, **kw)
 
 
 def _save(tmp_path, cfg, name, tc: TrainConfig | None = None, step: int = 3):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import tiny_config
 from ttt_data.bpe import train_bpe_tokenizer
 from ttt_data.pipeline import PipelineConfig, batches
 from ttt_data.store import (
@@ -47,12 +48,7 @@ BOS = 0
 
 
 def _cfg(**kw) -> ModelConfig:
-    base = dict(name="sweep-fa", vocab_size=320, hidden_size=32, intermediate_size=48,
-                num_layers=2, num_heads=4, num_kv_heads=2, attention="full",
-                sliding_window=24, mini_batch_size=16, attention_block_size=16,
-                bos_token_id=BOS, initializer_range=0.1)
-    base.update(kw)
-    return ModelConfig(**base)
+    return tiny_config(**{"name": "sweep-fa", "vocab_size": 320, "bos_token_id": BOS, **kw})
 
 
 def _ttt_cfg() -> ModelConfig:
