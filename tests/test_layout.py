@@ -89,3 +89,26 @@ def test_top_level_matches_the_design_card():
         assert (ROOT / name).exists(), name
     assert not list((ROOT / "apps").rglob("configs/config.yaml"))
     assert not list((ROOT / "packages").rglob("src/**/configs/config.yaml"))
+
+
+@pytest.mark.parametrize("project", sorted(LIBRARIES | {"ttt-train"}))
+def test_package_inits_are_of_one_kind(project: str):
+    """Each package's `__init__` holds its version and a map of its public names (loaded
+    on first use, so importing a package is cheap), and names that moved say where."""
+    import importlib
+
+    directory = _projects()[project]
+    module = importlib.import_module(project.replace("-", "_"))
+    version = tomllib.loads((directory / "pyproject.toml").read_text())["project"]["version"]
+    assert module.__version__ == version
+    assert isinstance(module._EXPORTS, dict) and isinstance(module._MOVED, dict)
+    assert module.__all__ == sorted(module._EXPORTS)
+    for name, where in module._EXPORTS.items():
+        assert getattr(module, name) is getattr(
+            importlib.import_module(f"{module.__name__}.{where}"), name), name
+    for name in module._MOVED:
+        with pytest.raises(ImportError, match="moved"):
+            getattr(module, name)
+    init = ast.parse((directory / "src" / module.__name__ / "__init__.py").read_text())
+    kinds = {type(node).__name__ for node in init.body}
+    assert kinds <= {"Expr", "ImportFrom", "Import", "Assign", "AnnAssign", "FunctionDef"}

@@ -12,6 +12,7 @@ import pytest
 
 from ttt_cli.main import main
 from ttt_ledger import EvalResult, Ledger, MetricPoint, RestoreStatus, RunRecord, build_stage_plan
+from ttt_train.families import plan_family
 
 FOLDER = "pilot_cli"
 # run id: (tokens, wall-clock s, final loss); the lineages are the runbook's
@@ -24,7 +25,7 @@ def exp_dir(tmp_path):
     """A ledger written the way the pipeline writes it: plan, start, progress, complete."""
     exp_dir = tmp_path / "experiments"
     ledger = Ledger.open(exp_dir)
-    ledger.add_plan(build_stage_plan("qwen2_5_0_5b", FOLDER, budget="pilot"))
+    ledger.add_plan(build_stage_plan(plan_family("qwen2_5_0_5b"), FOLDER, budget="pilot"))
     for run_id, (tokens, wall, loss) in BUDGETS.items():
         restore = RestoreStatus.fresh() if run_id in ("Q-S3",) else RestoreStatus.params()
         ledger.start_run(FOLDER, run_id, restore=restore, device_kind="cpu")

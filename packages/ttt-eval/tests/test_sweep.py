@@ -42,7 +42,7 @@ from ttt_model.config import ModelConfig, TrainConfig
 from ttt_model.costs import compiled_costs
 from ttt_model.model import build_model
 from ttt_model.testing import assert_close, forward_terms, ttt_terms
-from ttt_model.train import new_training
+from ttt_model.train import init_train_state, make_train_step
 
 BOS = 0
 
@@ -267,7 +267,8 @@ def _train(kind, store):
                       attention=kind, sliding_window=COPY_W, mini_batch_size=16,
                       attention_block_size=16, bos_token_id=BOS, initializer_range=0.1)
     tc = TrainConfig(total_steps=STEPS, warmup_steps=20, lr=3e-2, weight_decay=0.0)
-    graphdef, state, step = new_training(cfg, tc, seed=0)
+    graphdef, state = init_train_state(build_model(cfg, 0), tc)
+    step = make_train_step(graphdef, tc)
     data = batches(PipelineConfig(store, seq_len=COPY_T, global_batch_size=BATCH, seed=0,
                                   read_threads=1, prefetch_batches=2))
     for _ in range(STEPS):

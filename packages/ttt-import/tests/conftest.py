@@ -14,9 +14,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from ttt_import.standins import TINY, build_hf_snapshot, tiny_hf_config  # noqa: E402
+from ttt_import.registry import REGISTRY  # noqa: E402
+from ttt_import.standins import build_hf_snapshot, tiny_hf_config  # noqa: E402
 
-KEYS = sorted(TINY)
+KEYS = sorted(REGISTRY)
 
 
 def hf_logits(hf_dir: Path, tokens: np.ndarray) -> np.ndarray:

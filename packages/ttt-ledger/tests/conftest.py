@@ -29,6 +29,7 @@ import pytest
 from ttt_ledger import (
     EvalResult,
     Experiment,
+    FamilySpec,
     MetricPoint,
     RunRecord,
     RunStatus,
@@ -36,6 +37,11 @@ from ttt_ledger import (
 )
 
 FOLDER = "hand"
+
+# The runbook's two families as the plan sees them (ttt-import's registry holds the real
+# entries; this package may not import it).
+QWEN = FamilySpec("qwen2_5_0_5b", "Qwen/Qwen2.5-0.5B", "Q", "qwen05", 12000, 300)
+SMOL = FamilySpec("smollm2_360m", "HuggingFaceTB/SmolLM2-360M", "S", "smol360", 9600, 240)
 
 OWN = {  # run id: (tokens, wall_clock_s, device_count, final loss)
     "Q-A1": (1_000_000, 1000.0, 1, 2.90),
@@ -65,7 +71,7 @@ def position_nll(length: int, floor: float, scale: float) -> tuple[float, ...]:
 
 def hand_records() -> list[RunRecord]:
     records = []
-    for planned in build_stage_plan("qwen2_5_0_5b", FOLDER, budget="pilot"):
+    for planned in build_stage_plan(QWEN, FOLDER, budget="pilot"):
         tokens, wall, devices, loss = OWN[planned.run_id]
         evals: tuple[EvalResult, ...] = ()
         if planned.context_length == 32768:

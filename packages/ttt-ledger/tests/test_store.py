@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import QWEN
 from ttt_ledger import (
     SCHEMA_VERSION,
     EvalResult,
@@ -95,7 +96,7 @@ def test_record_json_file_round_trip(tmp_path):
 
 def test_stage_lifecycle_as_the_training_app_uses_it(tmp_path):
     ledger = Ledger.open(tmp_path / "experiments")
-    plan = build_stage_plan("qwen05", "pilot", budget="pilot")
+    plan = build_stage_plan(QWEN, "pilot", budget="pilot")
     assert len(ledger.add_plan(plan)) == 10
     assert ledger.add_plan(plan) == []  # idempotent: a rerun keeps recorded rows
     assert all(r.status is RunStatus.PLANNED for r in ledger.runs("pilot"))

@@ -7,7 +7,12 @@ import pytest
 import yaml
 
 from ttt_model.config import DEFAULT_SPEC_INNER
-from ttt_train.config import CONFIG_DIR, RunConfigError, compose_config, write_configs
+from ttt_train.config import (
+    RunConfigError,
+    compose_config,
+    experiment_names,
+    write_configs,
+)
 from ttt_train.translate import translate
 
 DATA = ["deploy_paths.data.dclm=/data/dclm", "deploy_paths.data.books3=/data/books3"]
@@ -41,13 +46,8 @@ model:
 """
 
 
-def _experiments() -> list[str]:
-    root = CONFIG_DIR / "experiment"
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
-
-
 def test_every_shipped_experiment_composes_and_translates():
-    names = _experiments()
+    names = experiment_names()
     assert len([n for n in names if n.startswith("external/")]) == 40  # 4 families x 10
     for name in names:
         spec = translate(compose_config([f"+experiment={name}", *DATA]))

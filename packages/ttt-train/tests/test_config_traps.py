@@ -267,6 +267,17 @@ def test_a_file_shadowed_by_a_packaged_one_is_refused(tmp_path: Path):
         compose_config(["+experiment=125m/pretrain-fa-8K"], [tmp_path])
 
 
+def test_a_file_named_like_a_registry_config_is_refused(tmp_path: Path):
+    name = "experiment/external/qwen2_5_0_5b/pretrain-fa-scratch-8K"
+    shadow = tmp_path / f"{name}.yaml"
+    shadow.parent.mkdir(parents=True)
+    shadow.write_text("# @package _global_\ntraining:\n  exp_name: mine\n")
+    with pytest.raises(RunConfigError, match=f"{re.escape(str(shadow))}.*family registry"
+                                             f"|family registry.*{re.escape(str(shadow))}"):
+        compose_config(["+experiment=external/qwen2_5_0_5b/pretrain-fa-scratch-8K"],
+                       [tmp_path])
+
+
 # -- loss averaging ---------------------------------------------------------------------
 
 def test_loss_average_reaches_the_train_config():

@@ -64,3 +64,14 @@ def test_the_official_backend_option_composes():
     composed = compose_config(["backend=gpu", "training.exp_name=x", *DATA])
     backend = composed.resolved("backend")
     assert backend["backend"] == "gpu" and backend["distributed"] is False
+
+
+def test_the_official_command_line_with_deploy_interactive_composes(tmp_path):
+    """The official repository's commands start with `+deploy=interactive`."""
+    path = "125m/pretrain/pretrain-125m-e2e"
+    write_experiment(tmp_path, path)
+    composed = compose_config(["+deploy=interactive", f"+experiment={path}", *DATA],
+                              [tmp_path])
+    stage = translate(composed)
+    assert stage.data.store == "/data/dclm" and stage.paths.exp_name == "pretrain-125m-e2e"
+    assert composed.choices["deploy"] == "interactive"

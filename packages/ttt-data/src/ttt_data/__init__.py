@@ -13,6 +13,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it, imported on first use.
 _EXPORTS: dict[str, str] = {
     "train_bpe_tokenizer": "bpe",
     "CorpusInputs": "corpus", "Document": "corpus", "expand_inputs": "corpus",
@@ -36,12 +37,17 @@ _EXPORTS: dict[str, str] = {
     "TokenWindows": "windows",
 }
 
+# Names that left this package, with where they went.
+_MOVED: dict[str, str] = {}
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _MOVED:
+            raise ImportError(f"ttt_data.{name} {_MOVED[name]}")
         raise AttributeError(f"module 'ttt_data' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"ttt_data.{module}"), name)
     globals()[name] = value

@@ -12,9 +12,9 @@ measured are still written, never replaced by a guess.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +35,7 @@ from ttt_eval.ruler import TASKS
 from ttt_eval.score import check_tokenizer, load_run_model
 from ttt_eval.sweep import DEFAULT_CONTEXTS, choose_windows, sweep
 from ttt_eval.trend import decode_trend, free_decode_trend
+from ttt_model.atomic import write_atomic
 from ttt_model.checkpoint import CheckpointError, read_model_config
 from ttt_model.model import Transformer
 
@@ -364,27 +365,20 @@ def _finite_or_none(x: Any) -> Any:
     return x
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_bundle(bundle: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Any]:
     """`<stem>.json`, `<stem>.csv` and the plots under `<stem>_plots/`; each file replaced
     whole. Non-finite numbers are written as null (the failure says why)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / f"{stem}.json", out_dir / f"{stem}.csv"
-    _atomic_write(json_path, json.dumps(_finite_or_none(bundle), indent=2,
+    write_atomic(json_path, json.dumps(_finite_or_none(bundle), indent=2,
                                         allow_nan=False) + "\n")
     rows = csv_rows(bundle)
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["model", "kind", "measure", "context", "depth",
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["model", "kind", "measure", "context", "depth",
                                                "key", "value", "n"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, csv_path)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(csv_path, table.getvalue())
     plots = write_bundle_plots(bundle["models"], out_dir / f"{stem}_plots")
     return {"json": json_path, "csv": csv_path, "plots": plots}
 

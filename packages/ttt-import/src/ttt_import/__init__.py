@@ -3,44 +3,49 @@ computes the same function, convert it for the warm-start paths, and export it b
 
 from __future__ import annotations
 
-from ttt_import.audit import Audit
-from ttt_import.convert import ImportPlan, ImportResult, import_snapshot, plan_import
-from ttt_import.errors import (
-    AuditError,
-    ExportError,
-    ImportFailure,
-    ParityError,
-    ProfileError,
-    SnapshotError,
-)
-from ttt_import.export import export_checkpoint
-from ttt_import.families import FAMILIES, get_family
-from ttt_import.profiles import (
-    PROFILES,
-    ModelProfile,
-    get_profile,
-    parameter_count,
-    prepare_profile,
-    profile_model_config,
-)
-from ttt_import.recipes import Recipe
-from ttt_import.snapshot import Snapshot, open_snapshot
+import importlib
+from typing import Any
 
-__all__ = [
-    "FAMILIES", "PROFILES", "Audit", "AuditError", "ExportError", "ImportFailure",
-    "ImportPlan", "ImportResult", "ModelProfile", "ParityError", "ProfileError", "Recipe",
-    "Snapshot", "SnapshotError", "export_checkpoint", "get_family",
-    "get_profile", "import_snapshot", "open_snapshot", "parameter_count",
-    "plan_import", "prepare_profile", "profile_model_config",
-]
+__version__ = "0.1.0"
 
-_MOVED_TO_EVAL = ("ScoreError", "load_tokens", "score_checkpoint", "score_tokens",
-                  "tokenize_text")
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS: dict[str, str] = {
+    "Audit": "audit",
+    "ImportPlan": "convert", "ImportResult": "convert", "import_snapshot": "convert",
+    "plan_import": "convert",
+    "AuditError": "errors", "ExportError": "errors", "ImportFailure": "errors",
+    "ParityError": "errors", "ProfileError": "errors", "SnapshotError": "errors",
+    "export_checkpoint": "export",
+    "FAMILIES": "families", "get_family": "families",
+    "PROFILES": "profiles", "get_profile": "profiles",
+    "parameter_count": "profiles", "prepare_profile": "profiles",
+    "profile_model_config": "profiles",
+    "Recipe": "recipes",
+    "FullBudget": "registry", "ModelProfile": "registry", "REGISTRY": "registry",
+    "RegisteredFamily": "registry", "get_registered": "registry",
+    "Snapshot": "snapshot", "open_snapshot": "snapshot",
+}
+
+# Names that left this package, with where they went.
+_MOVED: dict[str, str] = {
+    name: f"moved to ttt_eval.score.{name} (package ttt-eval)"
+    for name in ("ScoreError", "load_tokens", "score_checkpoint", "score_tokens",
+                 "tokenize_text")}
+
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Names that moved to ttt-eval fail with where they went, not a bare AttributeError."""
-    if name in _MOVED_TO_EVAL:
-        raise ImportError(f"ttt_import.{name} moved to ttt_eval.score.{name} "
-                          "(package ttt-eval)")
-    raise AttributeError(f"module 'ttt_import' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name in _MOVED:
+            raise ImportError(f"ttt_import.{name} {_MOVED[name]}")
+        raise AttributeError(f"module 'ttt_import' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ttt_import.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+

@@ -1,4 +1,5 @@
-"""Model profiles: the pinned facts of each supported public checkpoint (docs/models.md).
+"""Model profiles: the pinned facts of each supported public checkpoint (docs/models.md),
+as the family registry (`ttt_import.registry`) holds them.
 
 A profile is what an import is checked against when it names a KEY: family, shapes, RoPE
 and norm constants, tying, and the parameter count. `prepare_profile` records which
@@ -12,60 +13,37 @@ and reports whether it matches the pin.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ttt_import.errors import ProfileError, SnapshotError
 from ttt_import.families import get_family
+from ttt_import.registry import REGISTRY, ModelProfile
 from ttt_import.snapshot import CONFIG, read_config, snapshot_revision
+from ttt_model.atomic import write_atomic
 from ttt_model.config import ModelConfig
 from ttt_model.model import abstract_model, count_params
 
 DEFAULT_ROOT = Path("artifacts/external_models")
 
 
-@dataclass(frozen=True)
-class ModelProfile:
-    key: str
-    hf_id: str
-    revision: str
-    model_type: str
-    num_layers: int
-    hidden_size: int
-    num_heads: int
-    num_kv_heads: int
-    intermediate_size: int
-    vocab_size: int
-    tie_embeddings: bool
-    qkv_bias: bool
-    rope_theta: float
-    rms_norm_eps: float
-    params: int
-    bos_token_id: int | None = None
-    eos_token_id: int | None = None
+class _Profiles(Mapping[str, ModelProfile]):
+    """Key -> profile, read live from the registry (one home for the facts)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def __getitem__(self, key: str) -> ModelProfile:
+        return REGISTRY[key].profile
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
 
 
-PROFILES: dict[str, ModelProfile] = {p.key: p for p in (
-    ModelProfile("smollm2_135m", "HuggingFaceTB/SmolLM2-135M",
-                 "93efa2f097d58c2a74874c7e644dbc9b0cee75a2", "llama", 30, 576, 9, 3, 1536,
-                 49152, True, False, 100000.0, 1e-5, 134_515_008, 0, 0),
-    ModelProfile("smollm2_360m", "HuggingFaceTB/SmolLM2-360M",
-                 "f8027fd0eaeea54caa13c31d31b9fdc459c38b49", "llama", 32, 960, 15, 5, 2560,
-                 49152, True, False, 100000.0, 1e-5, 361_821_120, 0, 0),
-    ModelProfile("qwen2_5_0_5b", "Qwen/Qwen2.5-0.5B",
-                 "060db6499f32faf8b98477b0a26969ef7d8b9987", "qwen2", 24, 896, 14, 2, 4864,
-                 151936, True, True, 1_000_000.0, 1e-6, 494_032_768, 151643, 151643),
-    ModelProfile("qwen2_5_1_5b", "Qwen/Qwen2.5-1.5B",
-                 "8faed761d45a263340a0528343f099c05c9a4323", "qwen2", 28, 1536, 12, 2, 8960,
-                 151936, True, True, 1_000_000.0, 1e-6, 1_543_714_304, 151643, 151643),
-)}
+PROFILES: Mapping[str, ModelProfile] = _Profiles()
 
 # Fields of our ModelConfig a profile pins, and the profile attribute holding each.
 _CHECKED = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "intermediate_size",
@@ -86,7 +64,8 @@ def profile_model_config(profile: ModelProfile) -> ModelConfig:
         num_heads=profile.num_heads, num_kv_heads=profile.num_kv_heads,
         rope_theta=profile.rope_theta, rms_norm_eps=profile.rms_norm_eps,
         tie_embeddings=profile.tie_embeddings, qkv_bias=profile.qkv_bias,
-        bos_token_id=profile.bos_token_id, eos_token_id=profile.eos_token_id)
+        bos_token_id=profile.bos_token_id, eos_token_id=profile.eos_token_id,
+        qk_norm=profile.qk_norm, post_norm=profile.post_norm)
 
 
 def parameter_count(cfg: ModelConfig) -> int:
@@ -166,7 +145,5 @@ def prepare_profile(key: str, hf_dir: str | Path | None = None,
     for name, data in (("hf_config.json", (src / CONFIG).read_bytes()),
                        ("model_profile.json",
                         (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())):
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, out / name)
+        write_atomic(out / name, data)
     return out

@@ -31,28 +31,23 @@ from safetensors.numpy import save_file
 from ttt_import.checkpoints import param_shapes
 from ttt_import.families import get_family
 from ttt_import.profiles import get_profile, profile_model_config
-
-# Test-size versions of each profile: same family, head ratio, biases and tying; 2 layers,
-# head_dim 8, vocab 256.
-TINY: dict[str, dict[str, Any]] = {
-    "smollm2_135m": dict(num_attention_heads=9, num_key_value_heads=3),
-    "smollm2_360m": dict(num_attention_heads=15, num_key_value_heads=5),
-    "qwen2_5_0_5b": dict(num_attention_heads=14, num_key_value_heads=2),
-    "qwen2_5_1_5b": dict(num_attention_heads=12, num_key_value_heads=2),
-}
+from ttt_import.registry import REGISTRY
 
 
 def tiny_hf_config(key: str, **overrides: Any) -> dict[str, Any]:
-    """config.json fields of a tiny model shaped like profile `key`."""
+    """config.json fields of a test-size model shaped like profile `key`: the same family,
+    head ratio (the registry's `test_heads`), biases and tying; 2 layers, head_dim 8,
+    vocab 256."""
     profile = get_profile(key)
-    heads = TINY[key]["num_attention_heads"]
+    heads, kv_heads = REGISTRY[key].test_heads
     cfg = {
         "model_type": profile.model_type,
         "vocab_size": 256,
         "hidden_size": heads * 8,
         "intermediate_size": heads * 8 * 2 + 16,
         "num_hidden_layers": 2,
-        **TINY[key],
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
         "head_dim": 8,
         "rope_theta": profile.rope_theta,
         "rms_norm_eps": profile.rms_norm_eps,
@@ -69,7 +64,7 @@ def true_size_hf_config(key: str) -> dict[str, Any]:
     """config.json fields of profile `key` at its true size (docs/models.md)."""
     profile = get_profile(key)
     hf = get_family(profile.model_type).config_to_hf(profile_model_config(profile))
-    hf["max_position_embeddings"] = 32768 if profile.model_type == "qwen2" else 8192
+    hf["max_position_embeddings"] = REGISTRY[key].max_position_embeddings
     return hf
 
 

@@ -4,7 +4,8 @@ the warm-start research asks for (token- and wall-clock-matched, the success gat
 Typical use by a training app:
 
     ledger = Ledger.open("experiments")                      # experiments/ledger.sqlite
-    ledger.add_plan(build_stage_plan("qwen2_5_0_5b", "pilot_1", budget="pilot"))
+    qwen = FamilySpec("qwen2_5_0_5b", "Qwen/Qwen2.5-0.5B", run_prefix="Q", short="qwen05")
+    ledger.add_plan(build_stage_plan(qwen, "pilot_1", budget="pilot"))
     ledger.start_run("pilot_1", "Q-A1", restore=RestoreStatus.params(), device_kind="cpu")
     ledger.record_progress("pilot_1", "Q-A1", steps_completed=4, tokens_seen=65536,
                            wall_clock_s=12.5, points=[MetricPoint("loss", 4, 65536, 12.5, 3.2)])
@@ -14,86 +15,63 @@ Typical use by a training app:
                          tokens_seen=65536, wall_clock_s=12.5)
 """
 
-from ttt_ledger.compare import (
-    AXES,
-    GATE_MAX_LOSS_DELTA,
-    GATE_MIN_SAVING,
-    Budget,
-    ComparisonError,
-    GateResult,
-    MatchedComparison,
-    RunDelta,
-    control_deltas,
-    cumulative_budget,
-    curve_on_axis,
-    fa_control,
-    matched_comparisons,
-    matched_scratch_e2e,
-    success_gate,
-    value_at_budget,
-)
-from ttt_ledger.groups import GroupKey, RunGroup, best_completed, group_keys, run_groups
-from ttt_ledger.lineage import LineageError, ancestors, check_lineage, descendants, roots
-from ttt_ledger.metrics import (
-    HELDOUT_METRIC,
-    TRAIN_METRIC,
-    MetricChoice,
-    MetricError,
-    available_metrics,
-    check_metric,
-    default_metric,
-    metric_value,
-)
-from ttt_ledger.plan import (
-    FAMILIES,
-    MATRIX,
-    PILOT_BUDGET,
-    FamilySpec,
-    PlanError,
-    StepBudget,
-    build_plans,
-    build_stage_plan,
-    resolve_family,
-)
-from ttt_ledger.provenance import config_hash, git_commit, package_versions
-from ttt_ledger.records import (
-    EvalResult,
-    Experiment,
-    LedgerError,
-    MetricPoint,
-    RecordError,
-    RestoreStatus,
-    RunRecord,
-    RunStatus,
-    load_record_json,
-    save_record_json,
-)
-from ttt_ledger.report import FORMATS, LedgerReport, build_report, group_label, render
-from ttt_ledger.store import (
-    LEDGER_FILENAME,
-    SCHEMA_VERSION,
-    Ledger,
-    LedgerNotFoundError,
-    RunExistsError,
-    RunNotFoundError,
-    RunStateError,
-    ledger_path,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AXES", "FAMILIES", "FORMATS", "GATE_MAX_LOSS_DELTA", "GATE_MIN_SAVING", "HELDOUT_METRIC",
-    "LEDGER_FILENAME", "MATRIX", "PILOT_BUDGET", "SCHEMA_VERSION", "TRAIN_METRIC", "Budget",
-    "ComparisonError", "EvalResult", "Experiment", "FamilySpec", "GateResult", "GroupKey",
-    "Ledger", "LedgerError", "LedgerNotFoundError", "LedgerReport", "LineageError",
-    "MatchedComparison", "MetricChoice", "MetricError", "MetricPoint", "PlanError",
-    "RecordError", "RestoreStatus", "RunDelta", "RunExistsError", "RunGroup",
-    "RunNotFoundError", "RunRecord", "RunStateError", "RunStatus", "StepBudget", "ancestors",
-    "available_metrics", "best_completed", "build_plans", "build_report", "build_stage_plan",
-    "check_lineage", "check_metric", "config_hash", "control_deltas", "cumulative_budget",
-    "curve_on_axis", "default_metric", "descendants", "fa_control", "git_commit",
-    "group_keys", "group_label", "ledger_path", "load_record_json", "matched_comparisons",
-    "matched_scratch_e2e", "metric_value", "package_versions", "render", "resolve_family",
-    "roots", "run_groups", "save_record_json", "success_gate", "value_at_budget",
-]
+# Public name -> the module that defines it, imported on first use.
+_EXPORTS: dict[str, str] = {
+    "AXES": "compare", "Budget": "compare", "ComparisonError": "compare",
+    "GATE_MAX_LOSS_DELTA": "compare", "GATE_MIN_SAVING": "compare", "GateResult": "compare",
+    "MatchedComparison": "compare", "RunDelta": "compare", "control_deltas": "compare",
+    "cumulative_budget": "compare", "curve_on_axis": "compare", "fa_control": "compare",
+    "matched_comparisons": "compare", "matched_scratch_e2e": "compare",
+    "success_gate": "compare", "value_at_budget": "compare",
+    "GroupKey": "groups", "RunGroup": "groups", "best_completed": "groups",
+    "group_keys": "groups", "run_groups": "groups",
+    "LineageError": "lineage", "ancestors": "lineage", "check_lineage": "lineage",
+    "descendants": "lineage", "roots": "lineage",
+    "HELDOUT_METRIC": "metrics", "MetricChoice": "metrics", "MetricError": "metrics",
+    "TRAIN_METRIC": "metrics", "available_metrics": "metrics", "check_metric": "metrics",
+    "default_metric": "metrics", "metric_value": "metrics",
+    "FamilySpec": "plan", "MATRIX": "plan", "PILOT_BUDGET": "plan", "PlanError": "plan",
+    "StepBudget": "plan", "build_plans": "plan", "build_stage_plan": "plan",
+    "resolve_family": "plan",
+    "config_hash": "provenance", "git_commit": "provenance", "package_versions": "provenance",
+    "EvalResult": "records", "Experiment": "records", "LedgerError": "records",
+    "MetricPoint": "records", "RecordError": "records", "RestoreStatus": "records",
+    "RunRecord": "records", "RunStatus": "records", "load_record_json": "records",
+    "save_record_json": "records",
+    "FORMATS": "report", "LedgerReport": "report", "build_report": "report",
+    "group_label": "report", "render": "report",
+    "LEDGER_FILENAME": "store", "Ledger": "store", "LedgerNotFoundError": "store",
+    "RunExistsError": "store", "RunNotFoundError": "store", "RunStateError": "store",
+    "SCHEMA_VERSION": "store", "ledger_path": "store",
+}
+
+# Names that left this package, with where they went.
+_MOVED: dict[str, str] = {
+    "FAMILIES": "moved to ttt-import's family registry (ttt_import.registry.REGISTRY); "
+                "ttt_train.families.plan_family(key) builds a family's FamilySpec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name in _MOVED:
+            raise ImportError(f"ttt_ledger.{name} {_MOVED[name]}")
+        raise AttributeError(f"module 'ttt_ledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ttt_ledger.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+

@@ -1,7 +1,9 @@
 """The stage plan: the 10-run matrix per model family (docs/protocol.md).
 
 The matrix is one compact table (`MATRIX`) of stage templates; a `FamilySpec` fills in
-the family's run-id prefix, checkpoint short name and full step budgets. Parents are
+the family's run-id prefix, checkpoint short name and full step budgets. The families
+themselves live in ttt-import's registry, which this package does not import: the runner
+(`ttt_train.families.plan_family`) builds their FamilySpecs. Parents are
 derived, not written down: a stage's parent is the stage whose output checkpoint is
 its input checkpoint. The import checkpoint (`import-<short>-fa-base`) is a checkpoint
 source, not a run, so the stages that read it have no parent.
@@ -52,15 +54,6 @@ class StepBudget:
 
 
 PILOT_BUDGET = StepBudget(pretrain=8, adapt=4, ext=4)
-
-FAMILIES: dict[str, FamilySpec] = {f.key: f for f in (
-    FamilySpec("qwen2_5_0_5b", "Qwen/Qwen2.5-0.5B", "Q", "qwen05", 12000, 300),
-    FamilySpec("smollm2_360m", "HuggingFaceTB/SmolLM2-360M", "S", "smol360", 9600, 240),
-    FamilySpec("smollm2_135m", "HuggingFaceTB/SmolLM2-135M", "S135", "smol135"),
-    FamilySpec("qwen2_5_1_5b", "Qwen/Qwen2.5-1.5B", "Q15", "qwen15"),
-    FamilySpec("gemma3_1b", "google/gemma-3-1b-pt", "G", "gemma1b"),
-)}
-
 
 @dataclass(frozen=True)
 class StageTemplate:
@@ -113,15 +106,14 @@ MATRIX: tuple[StageTemplate, ...] = tuple(StageTemplate(*row) for row in (
 DATA_ROOT_BY_STAGE = {"pretrain": "dclm", "adapt": "dclm", "ext": "books"}
 
 
-def resolve_family(name: str | FamilySpec) -> FamilySpec:
-    """A family by key (qwen2_5_0_5b), checkpoint short name (qwen05) or run prefix (Q)."""
-    if isinstance(name, FamilySpec):
-        return name
-    for spec in FAMILIES.values():
-        if name in (spec.key, spec.short, spec.run_prefix):
-            return spec
-    known = ", ".join(f"{f.key} ({f.short}, {f.run_prefix})" for f in FAMILIES.values())
-    raise PlanError(f"unknown model family {name!r}; known: {known}; or pass a FamilySpec")
+def resolve_family(family: FamilySpec) -> FamilySpec:
+    """The plan's family. Names (qwen2_5_0_5b, qwen05, Q) are no longer looked up here: the
+    families moved to ttt-import's registry, and a name is refused saying so."""
+    if isinstance(family, FamilySpec):
+        return family
+    raise PlanError(f"family {family!r}: ttt-ledger plans a FamilySpec, not a name; the "
+                    "families live in ttt-import's registry, and "
+                    f"ttt_train.families.plan_family({family!r}) builds the spec")
 
 
 def full_budget(family: FamilySpec) -> StepBudget:
@@ -133,7 +125,7 @@ def full_budget(family: FamilySpec) -> StepBudget:
                       family.full_ext_steps)
 
 
-def build_stage_plan(family: str | FamilySpec, exp_folder: str,
+def build_stage_plan(family: FamilySpec, exp_folder: str,
                      budget: str | StepBudget = "pilot") -> list[RunRecord]:
     """The 10 planned runs of one family, in runbook order, ready for `Ledger.add_plan`."""
     spec = resolve_family(family)
@@ -164,7 +156,7 @@ def build_stage_plan(family: str | FamilySpec, exp_folder: str,
     return records
 
 
-def build_plans(families: Sequence[str | FamilySpec], exp_folder: str,
+def build_plans(families: Sequence[FamilySpec], exp_folder: str,
                 budget: str | StepBudget = "pilot") -> list[RunRecord]:
     """Plans of several families for one experiment folder (run ids must not collide)."""
     records: list[RunRecord] = []

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import zlib
@@ -45,6 +44,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax import nnx
 
+from ttt_model.atomic import write_atomic
 from ttt_model.config import ModelConfig
 
 LATEST = "latest.json"
@@ -92,9 +92,7 @@ def _manager(directory: Path, max_to_keep: int | None = None, create: bool = Tru
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_checkpoint(directory: str | Path, step: int, *, params: nnx.State,

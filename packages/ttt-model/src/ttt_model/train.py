@@ -18,9 +18,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ttt_model.config import ModelConfig, TrainConfig
+from ttt_model.config import TrainConfig
 from ttt_model.losses import pretrain_loss
-from ttt_model.model import Transformer, build_model
+from ttt_model.model import Transformer
 from ttt_model.optim import lr_schedule, make_optimizer
 from ttt_model.sharding import batch_sharding, state_shardings
 from ttt_model.ttt import inner_lr_at, meta_loss
@@ -141,9 +141,3 @@ def make_train_step(graphdef: nnx.GraphDef, tc: TrainConfig, *, jit: bool = True
 def place_state(state: TrainState, mesh: Mesh) -> TrainState:
     """Put a train state on the mesh with the FSDP rule of `ttt_model.sharding`."""
     return jax.device_put(state, state_shardings(state, mesh))
-
-
-def new_training(model_cfg: ModelConfig, tc: TrainConfig, seed: int = 0):
-    """(graphdef, state, step) for a fresh run."""
-    graphdef, state = init_train_state(build_model(model_cfg, seed), tc)
-    return graphdef, state, make_train_step(graphdef, tc)

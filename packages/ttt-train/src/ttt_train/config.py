@@ -6,6 +6,8 @@ TTT-E2E repo: the primary config (`configs/config.yaml`) selects one option per 
 _global_`) overrides group choices and keys, and command-line overrides win over both.
 Extra config directories (`--config-dir`) add config files; Hydra reads a packaged file
 before an extra one of the same name, so such a shadowing file is refused, not ignored.
+The families' configs (`model/<family>`, `experiment/external/<family>/...`) are not
+files: `ttt_train.family_configs` builds them from the family registry.
 
 The composition is kept as its layers (each file in merge order, then the command line)
 so that errors name the file or override that set a key, and so that a value can be
@@ -25,12 +27,16 @@ from typing import Any, get_args, get_origin
 
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from ttt_model.atomic import write_atomic
+from ttt_train.family_configs import PROVIDER, store_family_configs
 
 PRIMARY = "config"
 
@@ -164,6 +170,8 @@ def compose_config(overrides: Sequence[str] = (), config_dirs: Sequence[str | Pa
         if not d.is_dir():
             raise RunConfigError(f"config directory {d} does not exist")
     extra = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]"] if dirs else []
+    store_family_configs()
+    _refuse_registry_names(dirs)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(PRIMARY, overrides=[*extra, *overrides], return_hydra_config=True)
@@ -182,17 +190,17 @@ def compose_config(overrides: Sequence[str] = (), config_dirs: Sequence[str | Pa
 
 
 def _layers(defaults: Any, dirs: tuple[Path, ...]) -> tuple[ConfigLayer, ...]:
-    """The files of Hydra's defaults list in merge order, then the command line."""
+    """The configs of Hydra's defaults list in merge order, then the command line."""
     layers = []
     for default in defaults.defaults:
         package = default.package or ""
         if default.config_path is None or package == "hydra" or package.startswith("hydra."):
             continue
-        path = _find(default.config_path, dirs)
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        source, node = _find(default.config_path, dirs)
+        data = OmegaConf.to_container(node, resolve=False)
         data.pop("defaults", None)
         prefix = package.removeprefix("_global_").lstrip(".")
-        layers.append(ConfigLayer(_display(path), _flatten(data, f"{prefix}." if prefix else "")))
+        layers.append(ConfigLayer(source, _flatten(data, f"{prefix}." if prefix else "")))
     values, lines = {}, {}
     for override in defaults.overrides.config_overrides:
         key = override.key_or_group
@@ -207,18 +215,63 @@ def _layers(defaults: Any, dirs: tuple[Path, ...]) -> tuple[ConfigLayer, ...]:
     return tuple(layers)
 
 
-def _find(config_path: str, dirs: tuple[Path, ...]) -> Path:
-    """The file Hydra reads for `config_path`: the packaged one first, then the extra
-    directories in order; a file in an extra directory that a packaged one shadows is
-    refused (Hydra would silently ignore it)."""
+def _find(config_path: str, dirs: tuple[Path, ...]) -> tuple[str, DictConfig]:
+    """Where Hydra reads `config_path` from, and its contents: a packaged file, a file of
+    an extra directory, or a family config of the registry. A name found in two places is
+    refused (Hydra would silently read one and ignore the other)."""
     search = dict.fromkeys((CONFIG_DIR.resolve(), *dirs))
-    found = [p for d in search if (p := d / f"{config_path}.yaml").is_file()]
+    found: list[tuple[str, Any]] = [(_display(p), p) for d in search
+                                     if (p := d / f"{config_path}.yaml").is_file()]
+    stored = _stored(config_path)
+    if stored is not None:
+        found.append((f"{config_path} (built from the family registry)", stored))
     if not found:
         raise RunConfigError(f"config {config_path} not found in {list(search)}")
     if len(found) > 1:
-        raise RunConfigError(f"{found[1]} has the name of {found[0]}, which Hydra reads "
-                             "instead: give it another name")
-    return found[0]
+        raise RunConfigError(f"{found[1][0]} has the name of {found[0][0]}: give it another "
+                             "name")
+    source, where = found[0]
+    return source, where if isinstance(where, DictConfig) else OmegaConf.load(where)
+
+
+def _stored(config_path: str) -> DictConfig | None:
+    """A family config of the registry, if `config_path` names one."""
+    try:
+        node = ConfigStore.instance().load(f"{config_path}.yaml")
+    except Exception:  # noqa: BLE001 - Hydra raises several kinds for "not stored"
+        return None
+    return node.node if node.provider == PROVIDER else None
+
+
+def _refuse_registry_names(dirs: tuple[Path, ...]) -> None:
+    """A file of an extra directory named like a family config of the registry would be
+    read in its place or clash with it: refused before Hydra says something obscure."""
+    for d in dirs:
+        for path in sorted(d.rglob("*.yaml")):
+            name = str(path.relative_to(d).with_suffix(""))
+            if _stored(name) is not None:
+                raise RunConfigError(f"{path} has the name of {name} (built from the family "
+                                     "registry): give it another name")
+
+
+def experiment_names(config_dirs: Sequence[str | Path] = ()) -> list[str]:
+    """Every experiment `+experiment=` accepts: files (packaged and in `config_dirs`) and
+    the families' configs."""
+    names = {str(p.relative_to(root).with_suffix(""))
+             for d in (CONFIG_DIR, *map(Path, config_dirs))
+             if (root := Path(d) / "experiment").is_dir() for p in root.rglob("*.yaml")}
+    store_family_configs()
+    repo = ConfigStore.instance().repo
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, child in node.items():
+            if isinstance(child, dict):
+                walk(child, f"{prefix}{name}/")
+            elif child.provider == PROVIDER:
+                names.add(f"{prefix}{name.removesuffix('.yaml')}")
+
+    walk(repo.get("experiment", {}), "")
+    return sorted(names)
 
 
 def _display(path: Path) -> str:
@@ -439,7 +492,5 @@ def write_configs(composed: ComposedConfig, run_dir: str | Path,
     final = composed.resolved() if resolved is None else resolved
     paths = (run_dir / "config_unresolved.yaml", run_dir / "config_resolved.yaml")
     for path, data in zip(paths, (unresolved, final), strict=True):
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-        tmp.replace(path)
+        write_atomic(path, yaml.safe_dump(data, sort_keys=False))
     return paths

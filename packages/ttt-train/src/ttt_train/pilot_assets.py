@@ -9,7 +9,7 @@ Writes
     DIR/corpora/web.jsonl      a separate corpus the stand-ins are pretrained on
     DIR/hf/<family>/           a Hugging Face snapshot per family: a byte-level BPE
                                tokenizer trained here on the DCLM-like corpus, and the
-                               architecture of configs/model/pilot/<family>.yaml pretrained
+                               architecture of `model=pilot/<family>` pretrained
                                by `transformers` (PyTorch) on web.jsonl, a miniature public
                                checkpoint, so the adapter path warm-starts from weights that
                                already model the language (random weights would not)
@@ -28,10 +28,9 @@ from pathlib import Path
 
 from ttt_model.config import ModelConfig
 from ttt_train.config import compose_config
+from ttt_train.families import pipeline_default_families
 from ttt_train.translate import model_config_of
 
-HF_MODEL_TYPE = {"qwen2_5_0_5b": "qwen2", "qwen2_5_1_5b": "qwen2", "smollm2_135m": "llama",
-                 "smollm2_360m": "llama"}
 DCLM_DOCS, DCLM_WORDS = 240, 400
 BOOKS_DOCS, BOOKS_WORDS = 48, 2400
 WEB_DOCS, WEB_WORDS = 240, 400
@@ -41,7 +40,8 @@ STANDIN_PRETRAIN = {"steps": 150, "seq_len": 256, "batch_size": 8, "lr": 3e-3,
 
 
 def pilot_model_config(family: str) -> ModelConfig:
-    """The tiny stand-in's architecture, read from configs/model/pilot/<family>.yaml."""
+    """The tiny stand-in's architecture: the config `model=pilot/<family>` (built from
+    the family registry)."""
     return model_config_of(compose_config([f"model=pilot/{family}"]))
 
 
@@ -67,6 +67,7 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
     from ttt_data.corpus import iter_documents
     from ttt_data.tokenizer import describe_tokenizer, encode_documents, load_tokenizer
     from ttt_import.families import get_family
+    from ttt_import.registry import REGISTRY
     from ttt_import.standins import pretrain_hf_snapshot
 
     target = out / "hf" / family
@@ -83,9 +84,9 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
     if info.vocab_size != cfg.vocab_size or (info.bos_id, info.eos_id) != \
             (cfg.bos_token_id, cfg.eos_token_id):
         raise ValueError(f"{family}: trained tokenizer has vocab {info.vocab_size}, bos/eos "
-                         f"{info.bos_id}/{info.eos_id}; configs/model/pilot/{family}.yaml "
+                         f"{info.bos_id}/{info.eos_id}; model=pilot/{family} "
                          f"says {cfg.vocab_size}, {cfg.bos_token_id}/{cfg.eos_token_id}")
-    hf = get_family(HF_MODEL_TYPE[family]).config_to_hf(cfg)
+    hf = get_family(REGISTRY[family].profile.model_type).config_to_hf(cfg)
     texts = [doc.text for doc in iter_documents([corpora["web"]])]
     tokens, _ = encode_documents(load_tokenizer(tok_dir), info, texts)
     losses = pretrain_hf_snapshot(staging / "model", hf, tokens, seed=seed, **STANDIN_PRETRAIN)
@@ -107,7 +108,7 @@ def build_snapshot(family: str, out: Path, corpora: dict[str, Path], seed: int =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--families", default="qwen2_5_0_5b,smollm2_360m")
+    parser.add_argument("--families", default=",".join(pipeline_default_families()))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

@@ -12,7 +12,6 @@ ledger row as it was.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,12 +30,12 @@ from ttt_ledger import (
     build_report,
     ledger_path,
     render,
-    resolve_family,
 )
 from ttt_ledger.plan import CONTEXT_8K
+from ttt_model.atomic import write_atomic
 from ttt_train.config import compose_config
+from ttt_train.families import pipeline_default_families, plan_family
 
-SEED_FAMILIES = ("qwen2_5_0_5b", "smollm2_360m")  # `--model all`: the runbook's families
 PATHS = ("scratch", "adapter")
 MANIFEST = "pipeline_manifest.json"
 
@@ -156,8 +155,8 @@ class PipelineOptions:
 
 def resolve_families(model: str) -> list[str]:
     if model == "all":
-        return list(SEED_FAMILIES)
-    return [resolve_family(m.strip()).key for m in model.split(",") if m.strip()]
+        return pipeline_default_families()
+    return [plan_family(m.strip()).key for m in model.split(",") if m.strip()]
 
 
 def _is_store(path: Path) -> bool:
@@ -181,7 +180,8 @@ class Pipeline:
 
     # -- plan -------------------------------------------------------------------------
     def plan(self) -> list[RunRecord]:
-        records = build_plans(self.opts.families, self.opts.exp_folder, self.opts.budget)
+        records = build_plans([plan_family(f) for f in self.opts.families],
+                              self.opts.exp_folder, self.opts.budget)
         if self.opts.path != "all":
             records = [r for r in records if r.path == self.opts.path]
         return records
@@ -225,7 +225,7 @@ class Pipeline:
 
     def import_base(self, family: str) -> str:
         """The family's `import-<short>-fa-base` checkpoint (imported once, with parity)."""
-        name = f"import-{resolve_family(family).short}-fa-base"
+        name = f"import-{plan_family(family).short}-fa-base"
         out = self.ckpt_dir(name)
         if (out / "latest.json").is_file():
             self.imports.append({"family": family, "checkpoint": name, "status": "exists"})
@@ -384,11 +384,7 @@ class Pipeline:
                 "data_stores": self.data, "imports": self.imports,
                 "stages": [asdict(s) for s in self.outcomes]}
         self.folder_dir.mkdir(parents=True, exist_ok=True)
-        path = self.folder_dir / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(self.folder_dir / MANIFEST, json.dumps(data, indent=2) + "\n")
 
     def report(self, metric: str = "loss") -> str:
         """The ledger report of the folder (table), also written as CSV/JSON/Markdown."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from ttt_model.atomic import write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
@@ -57,9 +58,7 @@ class RunLog:
         if path.exists():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
-            tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(f"{line}\n" for line in kept))
-            os.replace(tmp, path)
+            write_atomic(path, "".join(f"{line}\n" for line in kept))
         self._metrics = open(path, "a")  # noqa: SIM115
 
     def info(self, message: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from ttt_model.atomic import write_atomic
 from ttt_train.config import RunConfigError
 from ttt_train.run_log import RunLog
 
@@ -147,10 +148,8 @@ class WandbTracker:
             run.finish()
 
     def _save_state(self) -> None:
-        path = self._run_dir / WANDB_RUN_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"id": self._run_id, "last_step": self._logged_through}))
-        os.replace(tmp, path)
+        write_atomic(self._run_dir / WANDB_RUN_FILE,
+                     json.dumps({"id": self._run_id, "last_step": self._logged_through}))
 
 
 class TensorBoardTracker:
