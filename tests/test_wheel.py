@@ -59,6 +59,14 @@ def test_an_installed_ttt_composes_experiments_outside_the_checkout(tmp_path):
     assert config["training"]["exp_name"] == "pretrain-125m-e2e-8K"
     assert config["training"]["train_mode"] == "meta"
     assert config["model"]["hidden_size"] == 768 and config["model"]["prime"] is True
+    family = subprocess.run([str(venv / "bin" / "ttt"), "train",  # built from the registry
+                             "+experiment=external/qwen2_5_0_5b/pretrain-e2e-scratch-8K",
+                             "deploy_paths.data.dclm=/data/dclm", "--print-config"],
+                            cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert family.returncode == 0, family.stderr
+    config = yaml.safe_load(family.stdout.split("\n# ", 1)[0])
+    assert config["model"]["intermediate_size"] == 3968 and config["model"]["prime"] is True
+    assert config["training"]["total_steps"] == 12000
     tree = subprocess.run([str(venv / "bin" / "python"), "-c",
                            "import ttt_train.config as c; print(c.CONFIG_DIR)"],
                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
