@@ -1,19 +1,21 @@
 """Config composition and translation: official keys keep their meaning, every shipped
 experiment composes, and bad keys or values are refused naming key and file."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ttt_model.config import DEFAULT_SPEC_INNER
+from ttt_model.config import DEFAULT_SPEC_INNER, ModelConfig
 from ttt_train.config import (
     RunConfigError,
     compose_config,
+    config_schema,
     experiment_names,
     write_configs,
 )
-from ttt_train.translate import translate
+from ttt_train.translate import MODEL_KEYS, MODEL_UNMAPPED, translate
 
 DATA = ["deploy_paths.data.dclm=/data/dclm", "deploy_paths.data.books3=/data/books3"]
 
@@ -148,3 +150,17 @@ def test_official_schedule_keys_reach_the_train_config():
                                     "training.optimizer_outer.lr_decay_steps=500000",
                                     "training.optimizer_outer.init_lr=1e-4"]))
     assert (run.train.decay_steps, run.train.init_lr) == (500000, 1e-4)
+
+
+def test_every_model_key_is_a_model_config_field_or_named_as_unmapped():
+    fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    keys = [k.split(".", 1)[1] for k in config_schema() if k.startswith("model.")]
+    wrong = [k for k in keys if k not in MODEL_UNMAPPED and MODEL_KEYS.get(k, k) not in fields]
+    assert not wrong and set(MODEL_UNMAPPED) <= set(keys)
+
+
+def test_the_schema_defaults_are_of_the_schema_types():
+    composed = compose_config(["training.exp_name=x", "training.dataset_path=/x"])
+    checked = composed.checked()  # raises on a default that is not of its key's type
+    assert checked["model"]["seq_modeling_block"] == "self_attention"
+    assert composed.where_set("model.hidden_size").startswith("the schema's defaults")

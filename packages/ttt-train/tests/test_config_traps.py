@@ -5,14 +5,16 @@ refusal is one line naming the key and the file (or override) that set it."""
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 
 from ttt_ledger import RunRecord
-from ttt_train.config import RunConfigError, compose_config, write_configs
+from ttt_model.config import LOSS_AVERAGES
+from ttt_train.config import RunConfigError, compose_config, config_schema, write_configs
 from ttt_train.pipeline import SCALES, Pipeline, PipelineOptions
+from ttt_train.tracking import WANDB_MODES
 from ttt_train.translate import StageSpec, model_config_of, translate
 
 DATA = ["deploy_paths.data.dclm=/data/dclm", "deploy_paths.data.books3=/data/books3"]
@@ -140,7 +142,8 @@ def test_an_interpolated_default_follows_without_a_derived_line():
     spec = _spec("training.exp_name=x", "training.dataset_path=/x", "training.total_steps=100")
     assert _lengths(spec) == (100, 100, 80, 0)  # base: warmup 2000 of 2500, ilr warmup 0
     assert spec.derived == (f"{WARMUP}=80 (derived: 2000 of 2500 in "
-                            "configs/training/base_training.yaml, scaled to total_steps=100)",)
+                            "the schema's defaults (training/base_training, "
+                            "ttt_train.schema), scaled to total_steps=100)",)
 
 
 def test_fractions_give_the_lengths():
@@ -189,7 +192,7 @@ def test_a_fraction_outside_zero_one_is_refused():
     ("training.spec_inner=abc", "expected a list of strings, got 'abc'"),
     ("training.spec_inner=[a,true]", "expected a list of strings, got ['a', True]"),
     ("training.ledger.family=[a]", "expected a string or null, got ['a']"),
-    ("training.ledger=abc", "expected a mapping with the keys of its base file, got 'abc'"),
+    ("training.ledger=abc", "expected a mapping of its schema keys, got 'abc'"),
     ("backend.local_device_ids=abc", "'abc': expected device ids like '0,1'"),
 ])
 def test_a_value_of_the_wrong_type_is_refused_naming_key_and_override(override: str,
@@ -240,12 +243,13 @@ def test_an_unknown_key_suggests_the_nearest_known_one(override: str):
 def test_an_unknown_key_far_from_any_points_at_the_base_files():
     message = _refusal(E2E_8K, "+model.bogus=1")
     assert message.startswith("unknown config key model.bogus (set in the command-line")
-    assert "known keys and their defaults are in" in message and "did you mean" not in message
+    assert "every key, with its default, is in" in message and "did you mean" not in message
 
 
 def test_a_missing_value_names_the_file_that_declares_it():
-    assert _refusal() == ("training.exp_name (set in configs/training/base_training.yaml) has "
-                          "no value: give one, e.g. on the command line training.exp_name=...")
+    assert _refusal() == ("training.exp_name (set in the schema's defaults "
+                          "(training/base_training, ttt_train.schema)) has no value: give one, "
+                          "e.g. on the command line training.exp_name=...")
 
 
 def test_a_deleted_key_is_refused():
@@ -285,7 +289,9 @@ def test_loss_average_reaches_the_train_config():
     assert _spec(E2E_8K, "training.loss_average=token").train.loss_average == "token"
     assert _refusal(E2E_8K, "training.loss_average=sequence") == (
         "training.loss_average (set in the command-line override "
-        "'training.loss_average=sequence'): 'sequence' is not one of chunk, token")
+        "'training.loss_average=sequence'): expected one of 'chunk', 'token', got 'sequence'")
+    assert get_args(config_schema()["training.loss_average"]) == LOSS_AVERAGES  # one meaning
+    assert get_args(config_schema()["training.wandb_mode"]) == ("", *WANDB_MODES)
 
 
 # -- what the README says is refused is refused ------------------------------------------
@@ -294,12 +300,13 @@ def test_loss_average_reaches_the_train_config():
     ("model.resid_pdrop", 0.1, "dropout is not supported"),
     ("model.embd_pdrop", 0.1, "dropout is not supported"),
     ("model.attn_pdrop", 0.1, "dropout is not supported"),
-    ("training.optimizer_outer.optimizer_type", "adam", "only adamw is supported"),
+    ("training.optimizer_outer.optimizer_type", "adam", "expected one of 'adamw', got 'adam'"),
     ("training.optimizer_outer.bf16_momentum", True, "bf16 optimiser moments"),
     ("training.optimizer_outer.emb_wd", False, "false is not supported"),
     ("training.dummy_dataset", True, "true is refused"),
     ("training.eval_mode", True, "true is refused"),
-    ("training.wandb_mode", "cloud", "'cloud' is not one of online, offline, disabled"),
+    ("training.wandb_mode", "cloud",
+     "expected one of '', 'online', 'offline', 'disabled', got 'cloud'"),
 ])
 def test_the_readme_refusals_name_key_and_file(tmp_path: Path, key: str, value: Any,
                                                expected: str):

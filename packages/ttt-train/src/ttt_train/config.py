@@ -11,8 +11,8 @@ files: `ttt_train.family_configs` builds them from the family registry.
 
 The composition is kept as its layers (each file in merge order, then the command line)
 so that errors name the file or override that set a key, and so that a value can be
-judged by how recent its layer is. The schema is the base files (`configs/*/base_*.yaml`):
-every key a run may set, typed by its default.
+judged by how recent its layer is. The schema is `ttt_train.schema`: every key a run may
+set, typed, stored in Hydra's ConfigStore as `<group>/base_<group>` and checked strictly.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from hydra import compose, initialize_config_dir
@@ -37,6 +37,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from ttt_model.atomic import write_atomic
 from ttt_train.family_configs import PROVIDER, store_family_configs
+from ttt_train.schema import GROUPS, defaults, key_types
 
 PRIMARY = "config"
 
@@ -53,33 +54,17 @@ def _config_tree() -> Path:
 
 
 CONFIG_DIR = _config_tree()
-GROUPS = ("training", "model", "backend", "deploy_paths")
+REFERENCE = "docs/config-reference.md (generated from ttt_train.schema)"
+SCHEMA_PROVIDER = "ttt-train schema"
 
-# The type of each key whose default does not show it (null, ??? or an interpolation).
-# Only a key whose type admits None may be null.
-DECLARED_TYPES: dict[str, Any] = {
-    **dict.fromkeys((
-        "backend.coordinator_address", "backend.backend", "backend.compilation_cache_dir",
-        "deploy_paths.checkpoint", "training.run_id", "training.dataset_path",
-        "training.warmstart_recipe", "training.wandb_entity", "training.wandb_project",
-        "training.wandb_key", "training.ledger.family", "training.ledger.path",
-        "training.ledger.stage"), str | None),
-    **dict.fromkeys((
-        "backend.num_processes", "backend.process_id", "backend.num_devices",
-        "model.output_size", "model.num_key_value_heads", "model.head_dim",
-        "model.prime_intermediate_size", "model.ttt_intermediate_size", "training.resume_step",
-        "training.n_data_parallel"), int | None),
-    **dict.fromkeys((
-        "training.optimizer_outer.lr_warmup_fraction",
-        "training.optimizer_outer.lr_decay_fraction", "training.ilr_warmup_fraction"),
-        float | None),
-    "backend.local_device_ids": int | list[int] | str | None,
-    "model.attention_kinds": list[str] | None,
-    "deploy_paths.data": dict[str, str | None],  # any dataset name: its token store
-    "training.exp_name": str,
-    "training.optimizer_outer.lr_decay_steps": int,
-}
 
+def store_schema() -> None:
+    """The schema's defaults as `<group>/base_<group>`, where the primary config and the
+    official files' defaults lists look for them."""
+    store = ConfigStore.instance()
+    for group in GROUPS:
+        store.store(name=f"base_{group}", node=defaults(group), group=group,
+                    provider=SCHEMA_PROVIDER)
 
 class RunConfigError(ValueError):
     """A config that does not compose, or holds a key or value `ttt train` refuses."""
@@ -170,6 +155,7 @@ def compose_config(overrides: Sequence[str] = (), config_dirs: Sequence[str | Pa
         if not d.is_dir():
             raise RunConfigError(f"config directory {d} does not exist")
     extra = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in dirs)}]"] if dirs else []
+    store_schema()
     store_family_configs()
     _refuse_registry_names(dirs)
     try:
@@ -224,7 +210,7 @@ def _find(config_path: str, dirs: tuple[Path, ...]) -> tuple[str, DictConfig]:
                                      if (p := d / f"{config_path}.yaml").is_file()]
     stored = _stored(config_path)
     if stored is not None:
-        found.append((f"{config_path} (built from the family registry)", stored))
+        found.append((_stored_source(config_path), stored))
     if not found:
         raise RunConfigError(f"config {config_path} not found in {list(search)}")
     if len(found) > 1:
@@ -240,7 +226,7 @@ def _stored(config_path: str) -> DictConfig | None:
         node = ConfigStore.instance().load(f"{config_path}.yaml")
     except Exception:  # noqa: BLE001 - Hydra raises several kinds for "not stored"
         return None
-    return node.node if node.provider == PROVIDER else None
+    return node.node if node.provider in (PROVIDER, SCHEMA_PROVIDER) else None
 
 
 def _refuse_registry_names(dirs: tuple[Path, ...]) -> None:
@@ -250,8 +236,15 @@ def _refuse_registry_names(dirs: tuple[Path, ...]) -> None:
         for path in sorted(d.rglob("*.yaml")):
             name = str(path.relative_to(d).with_suffix(""))
             if _stored(name) is not None:
-                raise RunConfigError(f"{path} has the name of {name} (built from the family "
-                                     "registry): give it another name")
+                raise RunConfigError(f"{path} has the name of {_stored_source(name)}: give "
+                                     "it another name")
+
+
+def _stored_source(config_path: str) -> str:
+    """How errors name a config that is not a file."""
+    if config_path.rsplit("/", 1)[-1].startswith("base_"):
+        return f"the schema's defaults ({config_path}, ttt_train.schema)"
+    return f"{config_path} (built from the family registry)"
 
 
 def experiment_names(config_dirs: Sequence[str | Path] = ()) -> list[str]:
@@ -310,37 +303,8 @@ class _unlocked:
 
 @functools.cache
 def config_schema() -> dict[str, Any]:
-    """Dotted key -> type, for every key the base files declare: the type of its default,
-    or the declared one (`DECLARED_TYPES`)."""
-    schema: dict[str, Any] = {}
-
-    def walk(node: dict[str, Any], prefix: str) -> None:
-        for key, default in node.items():
-            dotted = f"{prefix}{key}"
-            if dotted in DECLARED_TYPES:
-                schema[dotted] = DECLARED_TYPES[dotted]
-            elif isinstance(default, dict):
-                walk(default, f"{dotted}.")
-            else:
-                schema[dotted] = _type_of_default(dotted, default)
-
-    for group in GROUPS:
-        base = OmegaConf.load(CONFIG_DIR / group / f"base_{group}.yaml")
-        walk(OmegaConf.to_container(base, resolve=False), f"{group}.")
-    stale = sorted(set(DECLARED_TYPES) - set(schema))
-    if stale:
-        raise TypeError(f"DECLARED_TYPES names keys no base file declares: {stale}")
-    return schema
-
-
-def _type_of_default(dotted: str, default: Any) -> Any:
-    if isinstance(default, list) and default:
-        return list[_type_of_default(dotted, default[0])]
-    if type(default) in (bool, int, float) or (isinstance(default, str) and "${" not in default
-                                                and default != "???"):
-        return type(default)
-    raise TypeError(f"{dotted}: its default {default!r} does not show its type; declare it "
-                    "in DECLARED_TYPES")
+    """Dotted key -> type, for every key of the schema (`ttt_train.schema`)."""
+    return key_types()
 
 
 @functools.cache
@@ -359,7 +323,7 @@ def _is_known(dotted: str) -> bool:
 
 
 def _unknown_keys(cfg: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys of `cfg` that the schema (the base files) does not declare."""
+    """Dotted keys of `cfg` that the schema does not declare."""
     out = []
     for key, value in cfg.items():
         dotted = f"{prefix}{key}"
@@ -379,7 +343,7 @@ def _refuse_unknown_keys(keys: Sequence[str], composed: ComposedConfig) -> None:
 def _unknown(key: str, where: str) -> str:
     near = difflib.get_close_matches(key, sorted(config_schema()), n=1, cutoff=0.8)
     hint = (f"did you mean {near[0]}?" if near else
-            f"known keys and their defaults are in {CONFIG_DIR}/<group>/base_*.yaml")
+            f"every key, with its default, is in {REFERENCE}")
     return f"unknown config key {key} (set in {where}); {hint}"
 
 
@@ -409,12 +373,11 @@ def _typed(resolved: dict[str, Any], composed: ComposedConfig) -> dict[str, Any]
             node = node.get(part) if isinstance(node, dict) else None
             if not isinstance(node, dict):
                 raise RunConfigError(f"{where} (set in {composed.where_set(where)}): expected a "
-                                     f"mapping with the keys of its base file, got "
-                                     f"{_show(node)}")
+                                     f"mapping of its schema keys, got {_show(node)}")
             target = target.setdefault(part, {})
         if parts[-1] not in node:
             raise RunConfigError(f"{key} (set in {composed.where_set(key)}) is missing; its "
-                                 f"default is in {CONFIG_DIR}/{parts[0]}/base_{parts[0]}.yaml")
+                                 f"default is in {REFERENCE}")
         ok, value = _conform(node[parts[-1]], tp)
         if not ok:
             raise RunConfigError(f"{key} (set in {composed.where_set(key)}): expected "
@@ -423,10 +386,17 @@ def _typed(resolved: dict[str, Any], composed: ComposedConfig) -> dict[str, Any]
     return out
 
 
+def _is_union(tp: Any) -> bool:
+    return isinstance(tp, UnionType) or get_origin(tp) is Union
+
+
 def _conform(value: Any, tp: Any) -> tuple[bool, Any]:
     """(True, the value as `tp` holds it) when `value` is a `tp`, else (False, None). Ints
-    are numbers; an integral float is an int; a number is a string (a name like 2024)."""
-    if isinstance(tp, UnionType):
+    are numbers; an integral float is an int; a number is a string (a name like 2024); a
+    Literal is exactly one of its values."""
+    if get_origin(tp) is Literal:
+        return (value in get_args(tp) and not isinstance(value, bool)), value
+    if _is_union(tp):
         for member in get_args(tp):
             ok, conformed = _conform(value, member)
             if ok:
@@ -465,7 +435,9 @@ _WORDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
 
 
 def _describe(tp: Any) -> str:
-    if isinstance(tp, UnionType):
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(v) for v in get_args(tp))
+    if _is_union(tp):
         return " or ".join(_describe(member) for member in get_args(tp))
     if get_origin(tp) is list:
         return f"a list of {_WORDS[get_args(tp)[0]][1]}"

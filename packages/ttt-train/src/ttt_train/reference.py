@@ -1,6 +1,6 @@
-"""The config reference (docs/config-reference.md), generated from the schema: every key of
-the base files with its default, its type (`config.config_schema`) and the comment that
-explains it, so the page can never drift from what `ttt train` accepts.
+"""The config reference (docs/config-reference.md), generated from the schema
+(`ttt_train.schema`): every key with its default, its type and what it means, so the page
+can never drift from what `ttt train` accepts.
 
     python -m ttt_train.reference docs/config-reference.md     # rewrite the page
     python -m ttt_train.reference --check docs/config-reference.md
@@ -9,97 +9,64 @@ explains it, so the page can never drift from what `ttt train` accepts.
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import sys
-from dataclasses import dataclass
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
-from ttt_train.config import CONFIG_DIR, GROUPS, config_schema
-
-_ENTRY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_]\w*):(?P<value>[^#]*?)\s*"
-                    r"(#\s?(?P<note>.*))?$")
+from ttt_train.schema import GROUPS, key_docs
 
 HEADER = """# Config reference
 
 Every key `ttt train` accepts, by group, with its default, its type and what it means:
-generated from the base files under `configs/` by `python -m ttt_train.reference
-docs/config-reference.md` (a test checks that this page is current). Keys marked (ours)
-extend the official TTT-E2E keys; every other key keeps the official meaning. Set any of
-them on the command line as `group.key=value`, or in an experiment file.
+generated from the schema (`ttt_train.schema`, dataclasses whose fields are the keys) by
+`python -m ttt_train.reference docs/config-reference.md` (a test checks that this page is
+current). Keys marked (ours) extend the official TTT-E2E keys; every other key keeps the
+official meaning. Set any of them on the command line as `group.key=value`, or in an
+experiment file. A value of the wrong type, or outside a key's listed values, is refused
+in one line naming the key and the file that set it.
 """
 
 
-@dataclass(frozen=True)
-class Entry:
-    dotted: str
-    default: str
-    note: str
+def type_name(tp: Any) -> str:
+    """A type as the page shows it: `int or None`, `one of 'a', 'b'`, `list of str`."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f"`{v}`" if v != "" else '`""`' for v in typing.get_args(tp))
+    if isinstance(tp, types.UnionType) or origin is typing.Union:
+        return " or ".join(type_name(t) for t in typing.get_args(tp))
+    if origin is list:
+        return f"list of {type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of names to {type_name(typing.get_args(tp)[1])}"
+    return "None" if tp is type(None) else tp.__name__
 
 
-def base_entries(group: str) -> list[Entry | str]:
-    """The keys of `configs/<group>/base_<group>.yaml` in file order, with a paragraph
-    (str) for each block comment between them."""
-    out: list[Entry | str] = []
-    parents: list[tuple[int, str]] = []
-    comment: list[str] = []
-    path = CONFIG_DIR / group / f"base_{group}.yaml"
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            comment.append(stripped.lstrip("#").strip())
-            continue
-        m = _ENTRY.match(line)
-        if not m:
-            continue
-        if comment:
-            out.append(" ".join(comment))
-            comment = []
-        indent = len(m["indent"])
-        parents = [(i, k) for i, k in parents if i < indent]
-        dotted = ".".join([group, *(k for _, k in parents), m["key"]])
-        value = m["value"].strip()
-        if value:
-            out.append(Entry(dotted, value, (m["note"] or "").strip()))
-        else:
-            parents.append((indent, m["key"]))
-    return out
-
-
-def _type_name(tp: Any) -> str:
-    text = getattr(tp, "__name__", None) or str(tp)
-    return text.replace("typing.", "").replace("NoneType", "None").replace("|", "or")
-
-
-def _type_of(dotted: str, schema: dict[str, Any]) -> str:
-    """The key's type; for an entry of a free-form mapping (deploy_paths.data.<name>),
-    the mapping's."""
-    parts = dotted.split(".")
-    for n in range(len(parts), 0, -1):
-        if (prefix := ".".join(parts[:n])) in schema:
-            shown = _type_name(schema[prefix])
-            return shown if n == len(parts) else f"entry of `{prefix}` ({shown})"
-    raise KeyError(f"{dotted} is in a base file but not in the schema")
+def _default(value: Any) -> str:
+    if value is None or isinstance(value, bool | list | dict):
+        return json.dumps(value)
+    return '""' if value == "" else str(value)
 
 
 def reference_markdown() -> str:
-    schema = config_schema()
     lines = [HEADER.rstrip()]
     for group in GROUPS:
         lines += ["", f"## `{group}`"]
         table_open = False
-        for item in base_entries(group):
-            if isinstance(item, str):
-                lines += ["", item]
+        for item in key_docs(group):
+            if item.section:
+                lines += ["", item.section]
                 table_open = False
+            if not item.dotted:
                 continue
             if not table_open:
                 lines += ["", "| key | default | type | meaning |", "|---|---|---|---|"]
                 table_open = True
-            default = item.default.replace("|", "\\|")
-            note = item.note.replace("|", "\\|")
-            lines.append(f"| `{item.dotted}` | `{default}` | {_type_of(item.dotted, schema)} "
-                         f"| {note} |")
+            cells = [f"`{item.dotted}`", f"`{_default(item.default)}`", type_name(item.type),
+                     item.doc]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
