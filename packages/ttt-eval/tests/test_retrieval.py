@@ -81,3 +81,12 @@ def test_a_model_smaller_than_the_tokenizer_is_refused(tokenizer):
     with pytest.raises(RetrievalError, match="vocabulary of 64"):
         evaluate_retrieval(model, tokenizer, RetrievalSpec(tasks=("niah_single_1",),
                                                            lengths=(320,)), progress=False)
+
+
+def test_a_length_too_short_for_the_task_says_task_and_length_once(tokenizer):
+    model = build_model(_cfg("full", vocab=tokenizer.get_vocab_size()), seed=1)
+    with pytest.raises(RetrievalError) as e:
+        evaluate_retrieval(model, tokenizer, RetrievalSpec(tasks=("niah_single_1",),
+                                                           lengths=(64,)), progress=False)
+    assert str(e.value).count("niah_single_1 at 64 tokens") == 1
+    assert "fixed parts alone" in str(e.value)

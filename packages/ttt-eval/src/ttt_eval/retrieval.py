@@ -144,7 +144,9 @@ def _samples(task: str, tokenizer: Any, spec: RetrievalSpec) -> list[tuple[GridP
             s = generate_sample(task, tokenizer, p.length, seed=p.seed, depth=p.depth,
                                 essay=spec.essay, num_distractors=spec.num_distractors)
         except RulerError as e:
-            raise RetrievalError(f"{task} at {p.length} tokens: {e}") from None
+            where = f"{task} at {p.length} tokens"  # said once, whoever says it
+            raise RetrievalError(str(e) if str(e).startswith(where) else f"{where}: {e}"
+                                 ) from None
         out.append((p, s))
     return out
 

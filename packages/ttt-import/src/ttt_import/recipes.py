@@ -156,3 +156,49 @@ def init_new_parameters(cfg: ModelConfig, recipe: Recipe, params: dict[str, np.n
                    .replace("pre_prime_norm", "pre_mlp_norm"))
             out[p.path] = np.array(params[src], dtype=dtype, copy=True)
     return out
+
+
+PRIME_PARTS = (".feed_forward_prime.", ".pre_prime_norm.", ".post_prime_norm.")
+
+
+def _layer_key(path: str, cfg: ModelConfig) -> str:
+    """`prefix_blocks.i` / `suffix_blocks.j` -> `layer.<global index>` (else unchanged)."""
+    parts = path.split(".")
+    if parts[0] in ("prefix_blocks", "suffix_blocks"):
+        layer = int(parts[1]) + (cfg.num_prefix_layers if parts[0] == "suffix_blocks" else 0)
+        return ".".join(["layer", str(layer), *parts[2:]])
+    return path
+
+
+def insert_primes(source_cfg: ModelConfig, source: dict[str, np.ndarray],
+                  target_cfg: ModelConfig, *, prime_init: str = "zeros", seed: int = 0,
+                  where: str = "the source") -> dict[str, np.ndarray]:
+    """The `ttt` recipe applied to trained weights (a checkpoint without prime MLPs): each
+    weight of `source` goes to the same layer of `target_cfg` (whose last `suffix_len`
+    blocks are suffix blocks), and the prime MLPs are initialised as `prime_init` says.
+    A weight the target needs and `source` lacks, or one of another shape, is refused
+    naming the path and `where`."""
+    from ttt_import.checkpoints import param_shapes
+
+    by_layer = {_layer_key(p, source_cfg): a for p, a in source.items()}
+    shapes = param_shapes(target_cfg)
+    carried: dict[str, np.ndarray] = {}
+    for path, want in shapes.items():
+        if any(part in path for part in PRIME_PARTS):
+            continue
+        got = by_layer.get(_layer_key(path, target_cfg))
+        if got is None:
+            raise ImportFailure(f"{where} has no weight for {path!r} (source model "
+                                f"{source_cfg.name}, {source_cfg.num_layers} layers)")
+        if got.shape != want.shape:
+            raise ImportFailure(f"{where}: {path!r} has shape {got.shape} but the model "
+                                f"expects {want.shape}")
+        carried[path] = np.asarray(got).astype(want.dtype)
+    recipe = Recipe(kind="ttt", suffix_len=target_cfg.suffix_len, prime_init=prime_init,
+                    window=target_cfg.sliding_window, seed=seed)
+    flat = {**carried, **init_new_parameters(target_cfg, recipe, carried,
+                                             np.dtype(target_cfg.param_dtype))}
+    missing = sorted(set(shapes) - set(flat))
+    if missing:
+        raise ImportFailure(f"{where}: the ttt recipe gives no value for {missing[:4]}")
+    return flat

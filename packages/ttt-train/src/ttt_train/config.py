@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from ttt_model.atomic import write_atomic
+from ttt_model.config import PAPER_SIZES
 from ttt_train.family_configs import PROVIDER, store_family_configs
 from ttt_train.schema import GROUPS, defaults, key_types
 
@@ -244,6 +245,8 @@ def _stored_source(config_path: str) -> str:
     """How errors name a config that is not a file."""
     if config_path.rsplit("/", 1)[-1].startswith("base_"):
         return f"the schema's defaults ({config_path}, ttt_train.schema)"
+    if config_path.removeprefix("model/") in PAPER_SIZES:
+        return f"{config_path} (built from the paper's sizes, ttt_model.config)"
     return f"{config_path} (built from the family registry)"
 
 

@@ -4,6 +4,7 @@ ledger's stage matrix: there are no per-family YAML copies to drift apart.
 They are stored in Hydra's ConfigStore under the names a YAML tree would give them, so
 they compose, override and show (`--print-config`) like files:
 
+    model/<size>                                 the paper's models (ttt_model.config)
     model/<family>                               the public checkpoint's architecture
     model/pilot/<family>                         its tiny offline stand-in (the pilot, tests)
     training/<family>/{pretrain-8K,ext-32K}      the full-budget 8K and 32K stages
@@ -22,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 
 from ttt_import.registry import REGISTRY, RegisteredFamily
 from ttt_ledger.plan import CONTEXT_8K, MATRIX, StageTemplate
+from ttt_model.config import PAPER_SIZES, paper_config
 
 PROVIDER = "ttt-import registry"
 WINDOW = 8192  # the sliding window of every SWA and TTT-E2E stage, as in the paper
@@ -53,6 +55,23 @@ def model_node(family: RegisteredFamily) -> dict[str, Any]:
         "sliding_window_size": WINDOW, "seq_len": 4 * CONTEXT_8K,
         "ttt_suffix_len": family.ttt_suffix_len,
         "ttt_intermediate_size": family.ttt_intermediate_size,
+    }
+
+
+def paper_model_node(size: str) -> dict[str, Any]:
+    """The paper's model of `size` (ttt-model's table), with its TTT-E2E geometry."""
+    fa, e2e = paper_config(size, "fa"), paper_config(size, "e2e")
+    return {
+        "defaults": ["base_model", "_self_"],
+        "name": size, "vocab_size": fa.vocab_size, "hidden_size": fa.hidden_size,
+        "intermediate_size": fa.intermediate_size, "num_hidden_layers": fa.num_layers,
+        "num_attention_heads": fa.num_heads, "tie_word_embeddings": fa.tie_embeddings,
+        "rope_theta": fa.rope_theta, "rms_norm_eps": fa.rms_norm_eps,
+        "bos_token_id": fa.bos_token_id, "eos_token_id": fa.eos_token_id,
+        "qk_norm": fa.qk_norm, "post_norm": fa.post_norm,
+        "mini_batch_size": fa.mini_batch_size, "sliding_window_size": fa.sliding_window,
+        "seq_len": CONTEXT_8K, "ttt_suffix_len": e2e.suffix_len,
+        "ttt_intermediate_size": e2e.intermediate_size,
     }
 
 
@@ -136,6 +155,8 @@ def store_family_configs(families: Iterable[RegisteredFamily] | None = None) -> 
     place of any stored before (a family since removed leaves nothing behind)."""
     store = ConfigStore.instance()
     _drop_ours(store.repo)
+    for size in PAPER_SIZES:
+        store.store(name=size, node=paper_model_node(size), group="model", provider=PROVIDER)
     for family in REGISTRY.values() if families is None else families:
         for group, name, package, node in family_nodes(family):
             store.store(name=name, node=node, group=group, package=package,

@@ -2,8 +2,8 @@
 
 - `none`: fresh weights from `model_seed`, step 0.
 - `params`: weights of another stage's checkpoint, step 0, fresh optimiser and data.
-  With `warmstart_recipe=ttt` the checkpoint may lack prime MLPs: they are added
-  (ttt-import's prime inits), every other weight is carried over by layer.
+  With `warmstart_recipe=ttt` the checkpoint may lack prime MLPs: ttt-import's `ttt`
+  recipe (`recipes.insert_primes`) adds them and carries every other weight by layer.
 - `all`: weights, optimiser state, data iterator state and step; training continues at
   restore_step + 1.
 
@@ -26,6 +26,8 @@ import numpy as np
 from flax import nnx
 
 from ttt_import.checkpoints import nest
+from ttt_import.errors import ImportFailure
+from ttt_import.recipes import insert_primes
 from ttt_ledger import RestoreStatus
 from ttt_model.checkpoint import (
     LATEST,
@@ -162,48 +164,18 @@ def _flat(state: nnx.State) -> dict[str, np.ndarray]:
     return {path_str(p): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
 
 
-def _layer_key(path: str, cfg: ModelConfig) -> str:
-    """`prefix_blocks.i` / `suffix_blocks.j` -> `layer.<global index>` (else unchanged)."""
-    parts = path.split(".")
-    if parts[0] in ("prefix_blocks", "suffix_blocks"):
-        layer = int(parts[1]) + (cfg.num_prefix_layers if parts[0] == "suffix_blocks" else 0)
-        return ".".join(["layer", str(layer), *parts[2:]])
-    return path
-
-
 def _insert_primes(target_cfg: ModelConfig, source_cfg: ModelConfig, target: nnx.State,
                    directory: Path, restore: RestoreSpec, seed: int,
                    notes: list[str]) -> nnx.State:
-    """Source weights carried over by layer; prime MLPs initialised by ttt-import's recipe."""
-    from ttt_import.recipes import Recipe, init_new_parameters
-
+    """The source checkpoint's weights through ttt-import's `ttt` recipe."""
     _, source_params = nnx.split(abstract_model(source_cfg), nnx.Param)
     source = _flat(_intact(directory, _zeros_like(source_params), None, restore,
                            notes).params)
-    by_layer = {_layer_key(p, source_cfg): a for p, a in source.items()}
-    target_flat = _flat(target)
-    recipe = Recipe(kind="ttt", suffix_len=target_cfg.suffix_len, prime_init=restore.prime_init,
-                    window=target_cfg.sliding_window, seed=seed)
-    carried: dict[str, np.ndarray] = {}
-    for path, want in target_flat.items():
-        if ".feed_forward_prime." in path or ".pre_prime_norm." in path \
-                or ".post_prime_norm." in path:
-            continue
-        got = by_layer.get(_layer_key(path, target_cfg))
-        if got is None:
-            raise WarmStartError(f"warmstart_recipe=ttt: {directory} has no weight for "
-                                 f"{path!r} (source model {source_cfg.name}, "
-                                 f"{source_cfg.num_layers} layers)")
-        if got.shape != want.shape:
-            raise WarmStartError(f"warmstart_recipe=ttt: {directory}: {path!r} has shape "
-                                 f"{got.shape} in the checkpoint but the model expects "
-                                 f"{want.shape}")
-        carried[path] = got.astype(want.dtype)
-    new = init_new_parameters(target_cfg, recipe, carried, np.dtype(target_cfg.param_dtype))
-    flat = {**carried, **new}
-    missing = sorted(set(target_flat) - set(flat))
-    if missing:
-        raise WarmStartError(f"warmstart_recipe=ttt: no value for {missing[:4]}")
+    try:
+        flat = insert_primes(source_cfg, source, target_cfg, prime_init=restore.prime_init,
+                             seed=seed, where=str(directory))
+    except ImportFailure as e:
+        raise WarmStartError(f"warmstart_recipe=ttt: {e}") from None
     out = jax.tree.map(lambda x: x, target)
     nnx.replace_by_pure_dict(out, nest({k: jax.numpy.asarray(v) for k, v in flat.items()}))
     return out
