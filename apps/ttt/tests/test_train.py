@@ -142,3 +142,23 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, sto
     assert latest == bad_step - 1
     record = _ledger_run(tmp_path, "boom")
     assert record.status is RunStatus.FAILED and "NonFiniteLossError" in record.failure_reason
+
+
+def test_text_samples_are_logged_every_n_steps(tmp_path: Path, store: Path, tokenizer: Path):
+    overrides = tiny_overrides(tmp_path, store, name="sampled", **{
+        **E2E, "training.sample_every": 3, "training.sample_tokens": 4,
+        "training.tokenizer_name": tokenizer})
+    assert main(["train", *overrides]) == 0
+    log = (run_dir(tmp_path, "sampled") / "train.log").read_text()
+    samples = [line for line in log.splitlines() if "sample at step" in line]
+    assert [line.split("sample at step ")[1].split(":")[0] for line in samples] == ["3", "6"]
+    assert all("'The' -> '" in line for line in samples)
+
+
+def test_text_samples_without_a_tokenizer_are_refused_up_front(tmp_path: Path, store: Path,
+                                                               capsys):
+    overrides = tiny_overrides(tmp_path, store, name="nosamp", **{"training.sample_every": 3})
+    assert main(["train", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "training.sample_every" in err and "tokenizer_name" in err and "\n" not in err[:-1]
+    assert not (tmp_path / "checkpoints/t/nosamp").exists()

@@ -112,12 +112,18 @@ def run_settings(checkpoint_dir: str | Path) -> dict[str, Any]:
     meta = read_meta(checkpoint_dir)
     tc = meta.get("train_config") or {}
     step = int(meta.get("step", 0))
+    return {"step": step, "inner": inner_loop_at(tc, step), "tokenizer": meta.get("tokenizer"),
+            "from_train_config": bool(tc)}
+
+
+def inner_loop_at(train_config: dict[str, Any], step: int) -> InnerLoop:
+    """A run's inner loop at `step` of its inner-lr warmup, from its train config (as
+    `TrainConfig.to_dict` writes it; defaults where it says nothing)."""
+    tc = train_config
     lr = float(inner_lr_at(step, float(tc.get("inner_lr", 1.0)), float(tc.get("ilr_init", 1.0)),
                            int(tc.get("ilr_warmup_steps", 0))))
-    inner = InnerLoop(lr=lr, clip=float(tc.get("inner_clip", 1.0)),
-                      spec=tuple(tc.get("spec_inner", DEFAULT_SPEC_INNER)))
-    return {"step": step, "inner": inner, "tokenizer": meta.get("tokenizer"),
-            "from_train_config": bool(tc)}
+    return InnerLoop(lr=lr, clip=float(tc.get("inner_clip", 1.0)),
+                     spec=tuple(tc.get("spec_inner", DEFAULT_SPEC_INNER)))
 
 
 def load_run_model(checkpoint_dir: str | Path, error: type[EvalError] = EvalError

@@ -126,6 +126,10 @@ class Training:
     save_milestone_freq: int = key(0, doc='also checkpoint every N steps (0 = off)')
     keep_checkpoints: int = key(2, doc='(ours) newest checkpoints kept')
     log_freq: int = key(10, doc='(ours) log line every N steps')
+    sample_every: int = key(
+        0, doc="(ours) log a greedy text sample every N steps (0 = off; needs tokenizer_name)")
+    sample_prompt: str = key("The", doc="(ours) the sample's prompt")
+    sample_tokens: int = key(32, doc="(ours) new tokens per sample")
     progress: bool = key(True, doc='(ours) progress bar on a terminal')
     log_wandb: bool = key(False, doc='also log metrics to Weights & Biases (ttt-train[wandb])')
     wandb_entity: str | None = key(None)

@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from ttt_data.manifest import read_manifest
+from ttt_eval.errors import EvalError
 from ttt_eval.heldout import HeldoutLoss, heldout_loss
 from ttt_ledger import (
     EvalResult,
@@ -45,7 +46,7 @@ from ttt_ledger import (
 from ttt_model.checkpoint import save_checkpoint
 from ttt_model.sharding import state_shardings
 from ttt_model.train import TrainState, make_train_step
-from ttt_train.config import ComposedConfig, write_configs
+from ttt_train.config import ComposedConfig, RunConfigError, write_configs
 from ttt_train.data_feed import TrainFeed, heldout_batches
 from ttt_train.interrupts import StopRequest, stop_on_signals
 from ttt_train.loss_curve import write_loss_curve
@@ -53,6 +54,7 @@ from ttt_train.redaction import composed_without_secrets
 from ttt_train.run_lock import RunLock, describe_previous
 from ttt_train.run_log import RunLog, format_step
 from ttt_train.runtime import Runtime, start_runtime
+from ttt_train.samples import TextSampler
 from ttt_train.tracking import JsonlTracker, Trackers, optional_trackers
 from ttt_train.translate import StageSpec, model_kind, tokens_per_step, translate
 from ttt_train.warmstart import StartPoint, check_fresh_destination, source_dir, start_point
@@ -220,6 +222,7 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
     eval_data = (heldout_batches(spec.data, **feed_kwargs) if spec.data.eval_batches > 0
                  else [])
     start = start_point(model_cfg, tc, spec.restore, paths, spec.model_seed)
+    sampler = _sampler(spec, runtime)
     # -- run directory, ledger, log ---------------------------------------------------
     if primary:
         write_configs(composed_without_secrets(composed), paths.run_dir, spec.resolved)
@@ -233,7 +236,7 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
     trackers = Trackers([JsonlTracker(log), *extra_trackers])
     try:
         return _train(spec, runtime, writer, feed, eval_data, start, log, trackers, t_start,
-                      stop)
+                      stop, sampler)
     finally:
         trackers.finish()
         if primary:
@@ -243,7 +246,7 @@ def _run(spec: StageSpec, composed: ComposedConfig, runtime: Runtime,
 
 def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: TrainFeed,
            eval_data: list, start: StartPoint, log: RunLog, trackers: Trackers,
-           t_start: float, stop: StopRequest) -> StageResult:
+           t_start: float, stop: StopRequest, sampler: TextSampler | None) -> StageResult:
     paths, tc, sched = spec.paths, spec.train, spec.schedule
     stop_at = min(tc.total_steps, sched.break_step or tc.total_steps)
     log.info(f"stage {spec.ledger.run_id} ({paths.exp_folder}/{paths.exp_name}): "
@@ -322,6 +325,9 @@ def _train(spec: StageSpec, runtime: Runtime, writer: _LedgerWriter, feed: Train
             (sched.milestone_every > 0 and step % sched.milestone_every == 0)
         if due or step == stop_at:
             checkpoint(step, state)
+        if sampler is not None and sampler.due(step) and runtime.is_primary:
+            log.info(f"sample at step {step}: {sampler.prompt_text!r} -> "
+                     f"{sampler.sample(start.graphdef, state.params, step)!r}")
         signum = stop.any(runtime.process_count)
         if signum is not None and step < stop_at:
             if last_ckpt != step:
@@ -364,6 +370,19 @@ def _interrupted(spec: StageSpec, writer: _LedgerWriter, log: RunLog, step: int,
     paths = spec.paths
     return StageResult(spec.ledger.run_id, paths.exp_name, "interrupted", step, tokens, wall,
                        loss, None, paths.checkpoint_dir, paths.run_dir, signal=signum)
+
+
+def _sampler(spec: StageSpec, runtime: Runtime) -> TextSampler | None:
+    """The run's text sampler (`training.sample_every`), checked before any training."""
+    if not spec.samples.every:
+        return None
+    if runtime.process_count > 1:
+        raise RunConfigError("training.sample_every: text samples run in one process; set "
+                             "it to 0 for a multi-process run")
+    try:
+        return TextSampler(spec.samples, spec.train, spec.model.vocab_size)
+    except EvalError as e:
+        raise RunConfigError(f"training.sample_every: {e}") from None
 
 
 def store_tokenizer(store: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ttt_model.config import ModelConfig, TrainConfig
 from ttt_model.sharding import MeshConfig
+from ttt_train.samples import SampleSpec
 from ttt_train.tracking import TrackingSpec
 
 
@@ -109,3 +110,4 @@ class StageSpec:
     derived: tuple[str, ...] = ()  # one line per schedule length derived from total_steps
     resolved: dict[str, Any] = field(repr=False, default_factory=dict)  # the values used
     tracking: TrackingSpec = field(default_factory=TrackingSpec)  # W&B, TensorBoard
+    samples: SampleSpec = field(default_factory=SampleSpec)  # text samples while training

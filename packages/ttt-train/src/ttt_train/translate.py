@@ -17,6 +17,7 @@ from ttt_model.config import ConfigError, ModelConfig, TrainConfig
 from ttt_model.sharding import MeshConfig
 from ttt_train.config import ComposedConfig, RunConfigError
 from ttt_train.redaction import redact_secrets
+from ttt_train.samples import SampleSpec
 from ttt_train.schedule import (
     DECAY,
     ILR_WARMUP,
@@ -83,7 +84,8 @@ def translate(composed: ComposedConfig) -> StageSpec:
     return StageSpec(model=model, train=train, mesh=mesh, paths=paths, data=data,
                      restore=restore, schedule=schedule, backend=backend, ledger=ledger,
                      model_seed=t["model_seed"], derived=lengths.derived,
-                     resolved=redact_secrets(cfg), tracking=_tracking_spec(t, composed))
+                     resolved=redact_secrets(cfg), tracking=_tracking_spec(t, composed),
+                     samples=_sample_spec(t, composed))
 
 
 def model_config_of(composed: ComposedConfig) -> ModelConfig:
@@ -241,6 +243,17 @@ def _tracking_spec(t: dict[str, Any], composed: ComposedConfig) -> TrackingSpec:
     return TrackingSpec(wandb=t["log_wandb"], wandb_entity=t["wandb_entity"],
                         wandb_project=t["wandb_project"], wandb_mode=mode,
                         wandb_key=t["wandb_key"], tensorboard=t["log_tensorboard"])
+
+
+def _sample_spec(t: dict[str, Any], composed: ComposedConfig) -> SampleSpec:
+    every = t["sample_every"]
+    _need(every >= 0, composed, "training.sample_every", f"must be >= 0, got {every}")
+    _need(every == 0 or bool(t["tokenizer_name"]), composed, "training.sample_every",
+          "text samples need the run's tokenizer: set training.tokenizer_name to its folder")
+    _need(t["sample_tokens"] >= 1, composed, "training.sample_tokens",
+          f"must be >= 1, got {t['sample_tokens']}")
+    return SampleSpec(every=every, prompt=t["sample_prompt"], tokens=t["sample_tokens"],
+                      tokenizer_dir=t["tokenizer_name"] or None)
 
 
 def tokens_per_step(spec: StageSpec) -> int:
