@@ -1,5 +1,6 @@
 """Sessions: tests (per package, each in its own locked venv), slow (the long checks the tests
-leave out, marked `slow`), faults (the fault-injection suite), lint, bench, parity, pilot."""
+leave out, marked `slow`), faults (the fault-injection suite), lint, bench, parity, pilot,
+ablate (the SmolLM2-135M recipe's ablation table)."""
 
 from __future__ import annotations
 
@@ -115,6 +116,34 @@ def parity(session: nox.Session) -> None:
     _install_locked(session, "ttt-import")
     env = {"JAX_PLATFORMS": "cpu", "HF_HUB_OFFLINE": "1"}
     session.run("pytest", "-q", "-s", str(_package_dir("ttt-import") / "tests_slow"),
+                *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def ablate(session: nox.Session) -> None:
+    """The SmolLM2-135M recipe's ablation on this machine (fp32 vs bf16 compute, tied vs
+    untied embeddings), at a CPU-sized context: tokens/s, peak memory and loss per variant
+    in artifacts/ablation/ablation.{csv,md}. Extra arguments are training overrides."""
+    import shutil
+
+    _install_locked(session, "ttt")
+    work = ROOT / "artifacts" / "ablation"
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    env = {"JAX_PLATFORMS": "cpu"}
+    corpus, tok, store = work / "corpus.jsonl", work / "tokenizer", work / "store"
+    if not (store / "manifest.json").is_file():
+        session.run("ttt", "data", "synth", "--out", str(corpus), "--docs", "120", env=env)
+        session.run("ttt", "data", "train-tokenizer", "--input", str(corpus), "--out",
+                    str(tok), "--vocab-size", "512", env=env)
+        session.run("ttt", "data", "tokenize", "--tokenizer", str(tok), "--input",
+                    str(corpus), "--out", str(store), env=env)
+    session.run("python", "-m", "ttt_train.ablation", "--out", str(work), "--ignore-first",
+                "5", "--", "+experiment=smollm2_135m/scratch",
+                f"training.dataset_path={store}", f"training.tokenizer_name={tok}",
+                f"training.exp_dir={work / 'runs'}", f"training.checkpoint_path={work / 'runs'}",
+                "training.seq_length=64", "model.seq_len=64", "training.total_steps=25",
+                "training.log_freq=5", "training.sample_every=0",
+                "training.save_checkpoint_freq=0", "training.eval_batches=0",
                 *session.posargs, env=env)
 
 
