@@ -21,9 +21,11 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from ttt_import.profiles import profile_model_config
 from ttt_import.registry import REGISTRY, RegisteredFamily
 from ttt_ledger.plan import CONTEXT_8K, MATRIX, StageTemplate
 from ttt_model.config import PAPER_SIZES, paper_config
+from ttt_train.schema import architecture_keys
 
 PROVIDER = "ttt-import registry"
 WINDOW = 8192  # the sliding window of every SWA and TTT-E2E stage, as in the paper
@@ -41,16 +43,9 @@ STAGE_RECIPES = {
 
 def model_node(family: RegisteredFamily) -> dict[str, Any]:
     """The public checkpoint's architecture, with its TTT-E2E settings."""
-    p = family.profile
     return {
-        "defaults": ["base_model", "_self_"],
-        "name": p.key, "vocab_size": p.vocab_size, "hidden_size": p.hidden_size,
-        "intermediate_size": p.intermediate_size, "num_hidden_layers": p.num_layers,
-        "num_attention_heads": p.num_heads, "num_key_value_heads": p.num_kv_heads,
-        "qkv_bias": p.qkv_bias, "tie_word_embeddings": p.tie_embeddings,
-        "rope_theta": p.rope_theta, "rms_norm_eps": p.rms_norm_eps,
-        "bos_token_id": p.bos_token_id, "eos_token_id": p.eos_token_id,
-        "qk_norm": p.qk_norm, "post_norm": p.post_norm,
+        "defaults": ["base_model", "_self_"], "name": family.key,
+        **architecture_keys(profile_model_config(family.profile)),
         "compute_dtype": "bf16", "param_dtype": "fp32", "mini_batch_size": CHUNK,
         "sliding_window_size": WINDOW, "seq_len": 4 * CONTEXT_8K,
         "ttt_suffix_len": family.ttt_suffix_len,
@@ -62,13 +57,7 @@ def paper_model_node(size: str) -> dict[str, Any]:
     """The paper's model of `size` (ttt-model's table), with its TTT-E2E geometry."""
     fa, e2e = paper_config(size, "fa"), paper_config(size, "e2e")
     return {
-        "defaults": ["base_model", "_self_"],
-        "name": size, "vocab_size": fa.vocab_size, "hidden_size": fa.hidden_size,
-        "intermediate_size": fa.intermediate_size, "num_hidden_layers": fa.num_layers,
-        "num_attention_heads": fa.num_heads, "tie_word_embeddings": fa.tie_embeddings,
-        "rope_theta": fa.rope_theta, "rms_norm_eps": fa.rms_norm_eps,
-        "bos_token_id": fa.bos_token_id, "eos_token_id": fa.eos_token_id,
-        "qk_norm": fa.qk_norm, "post_norm": fa.post_norm,
+        "defaults": ["base_model", "_self_"], "name": size, **architecture_keys(fa),
         "mini_batch_size": fa.mini_batch_size, "sliding_window_size": fa.sliding_window,
         "seq_len": CONTEXT_8K, "ttt_suffix_len": e2e.suffix_len,
         "ttt_intermediate_size": e2e.intermediate_size,

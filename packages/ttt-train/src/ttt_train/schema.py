@@ -22,6 +22,15 @@ DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float3
           "float64": "float64"}
 # `model.seq_modeling_block` -> ttt-model's attention kind.
 BLOCKS = {"self_attention": "full", "SWA": "sliding"}
+# Official model keys that are ModelConfig fields under another name (the rest keep theirs).
+MODEL_KEYS = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
+              "num_key_value_heads": "num_kv_heads", "tie_word_embeddings": "tie_embeddings",
+              "sliding_window_size": "sliding_window"}
+# The `model.*` keys that describe an architecture (what a checkpoint pins).
+ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "num_key_value_heads", "qkv_bias",
+                     "tie_word_embeddings", "rope_theta", "rms_norm_eps", "bos_token_id",
+                     "eos_token_id", "qk_norm", "post_norm")
 Dtype = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
 Block = Literal[tuple(BLOCKS)]  # type: ignore[valid-type]
 
@@ -279,6 +288,12 @@ class DeployPaths:
 
 GROUPS: dict[str, type] = {"training": Training, "model": Model, "backend": Backend,
                            "deploy_paths": DeployPaths}
+
+
+def architecture_keys(cfg: Any) -> dict[str, Any]:
+    """The `model.*` keys of a ttt-model `ModelConfig`'s architecture (MODEL_KEYS read the
+    other way)."""
+    return {key: getattr(cfg, MODEL_KEYS.get(key, key)) for key in ARCHITECTURE_KEYS}
 
 
 def defaults(group: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from ttt_train.schedule import (
     schedule_lengths,
     with_lengths,
 )
-from ttt_train.schema import BLOCKS, DTYPES
+from ttt_train.schema import BLOCKS, DTYPES, MODEL_KEYS
 from ttt_train.stage_spec import (
     BackendSpec,
     DataSpec,
@@ -95,10 +95,6 @@ def model_config_of(composed: ComposedConfig) -> ModelConfig:
 
 # -- models and training --------------------------------------------------------------
 
-# Official model keys that are ModelConfig fields under another name (the rest keep theirs).
-MODEL_KEYS = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
-              "num_key_value_heads": "num_kv_heads", "tie_word_embeddings": "tie_embeddings",
-              "sliding_window_size": "sliding_window"}
 # Keys of `model` that configure nothing in ModelConfig: schema-checked, then refused
 # below unless they hold the one value ttt-model implements, or informational.
 MODEL_UNMAPPED = ("seq_modeling_block", "attention_kinds", "output_size", "seq_len",
