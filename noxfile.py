@@ -1,6 +1,7 @@
 """Sessions: tests (per package, each in its own locked venv), slow (the long checks the tests
 leave out, marked `slow`), faults (the fault-injection suite), lint, bench, parity, pilot,
-ablate (the SmolLM2-135M recipe's ablation table)."""
+ablate (the SmolLM2-135M recipe's ablation table), study (the small-scale study behind
+docs/results/study.md)."""
 
 from __future__ import annotations
 
@@ -122,8 +123,9 @@ def parity(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def ablate(session: nox.Session) -> None:
     """The SmolLM2-135M recipe's ablation on this machine (fp32 vs bf16 compute, tied vs
-    untied embeddings), at a CPU-sized context: tokens/s, peak memory and loss per variant
-    in artifacts/ablation/ablation.{csv,md}. Extra arguments are training overrides."""
+    untied embeddings, block remat on/off), at a CPU-sized context: tokens/s, peak memory
+    and loss per variant in artifacts/ablation/ablation.{csv,md}. Extra arguments are
+    training overrides."""
     import shutil
 
     _install_locked(session, "ttt")
@@ -145,6 +147,18 @@ def ablate(session: nox.Session) -> None:
                 "training.log_freq=5", "training.sample_every=0",
                 "training.save_checkpoint_freq=0", "training.eval_batches=0",
                 *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def study(session: nox.Session) -> None:
+    """The small-scale study (FA vs SWA vs TTT-E2E on a synthetic long-range corpus and on
+    this Python's standard library, 3 seeds each; the warm-start ladder): trains, measures
+    and writes docs/results/study.md with its plots. Extra arguments go to
+    `python -m ttt_train.study` (e.g. --compare docs/results/study.json)."""
+    _install_locked(session, "ttt")
+    session.run("python", "-m", "ttt_train.study", "--out", str(ROOT / "docs" / "results"),
+                "--work", str(ROOT / "artifacts" / "study"), *session.posargs,
+                env={"JAX_PLATFORMS": "cpu"})
 
 
 @nox.session(python="3.11")

@@ -13,17 +13,21 @@ from ttt_train.ablation import COLUMNS, main
 
 def test_variants_are_measured_and_tabled(tmp_path: Path, store: Path, capsys):
     overrides = tiny_overrides(tmp_path, store, steps=4)
-    assert main(["--out", str(tmp_path / "ab"), "--variants", "fp32,untied",
+    assert main(["--out", str(tmp_path / "ab"), "--variants", "fp32,untied,remat",
                  "--ignore-first", "1", "--", *overrides]) == 0
     rows = list(csv.DictReader((tmp_path / "ab" / "ablation.csv").open()))
-    assert [r["variant"] for r in rows] == ["fp32", "untied"]
+    assert [r["variant"] for r in rows] == ["fp32", "untied", "remat"]
     assert tuple(rows[0]) == COLUMNS
-    assert [r["tied"] for r in rows] == ["True", "False"]  # the variant reached the model
+    # each variant reached the model
+    assert [r["tied"] for r in rows] == ["True", "False", "True"]
+    assert [r["remat"] for r in rows] == ["off", "off", "nothing_saveable"]
     for r in rows:
         assert r["compute_dtype"] == "float32" and r["steps"] == "4"
         assert float(r["tokens_per_s"]) > 0 and float(r["peak_memory_mib"]) > 50
+    # remat moves memory and compute, not the numbers (4 fp32 steps: rounding only)
+    assert abs(float(rows[2]["final_loss"]) - float(rows[0]["final_loss"])) < 1e-3
     table = (tmp_path / "ab" / "ablation.md").read_text().splitlines()
-    assert table[0].startswith("| variant |") and len(table) == 4
+    assert table[0].startswith("| variant |") and len(table) == 5
 
 
 def test_a_variant_that_fails_is_one_line(tmp_path: Path, store: Path, capsys):

@@ -40,6 +40,7 @@ def test_an_official_experiment_composes_unchanged_and_keeps_its_values(path, tm
     stage = translate(composed)
     assert stage.paths.exp_name == entry["training"]["exp_name"]
     assert stage.model.prime == bool(entry["model"].get("prime", False))
+    assert stage.model.remat_block == entry["model"].get("remat_block", "")
     dataset = "/data/books3" if entry["training_option"].endswith("/ext") else "/data/dclm"
     assert stage.data.store == dataset
 

@@ -122,10 +122,19 @@ def test_unknown_key_names_the_file(tmp_path: Path):
     ("model.resid_pdrop=0.1", "dropout"),
     ("training.load_part=some", "load_part"),
     ("model.seq_modeling_block=mamba", "seq_modeling_block"),
+    ("model.remat_block=save_everything", r"remat_block must be .*'save_everything'"),
 ])
 def test_bad_values_are_refused_with_the_key(override: str, match: str):
     with pytest.raises(RunConfigError, match=match):
         translate(compose_config(["+experiment=125m/pretrain-fa-8K", override, *DATA]))
+
+
+def test_remat_block_reaches_the_model_config():
+    run = translate(compose_config(["+experiment=125m/pretrain-fa-8K", *DATA,
+                                    "model.remat_block=nothing_saveable"]))
+    assert run.model.remat_block == "nothing_saveable"
+    assert translate(compose_config(["+experiment=125m/pretrain-fa-8K", *DATA])
+                     ).model.remat_block == ""
 
 
 def test_params_without_source_is_refused():

@@ -14,6 +14,13 @@ AttentionKind = Literal["full", "sliding"]
 
 DEFAULT_SPEC_INNER = ("**.suffix_blocks.feed_forward_prime.**",)
 
+# The ready-made policies of `jax.checkpoint_policies` that `remat_block` may name (the
+# others there are factories that need arguments). `checkpoint_dots*` are JAX's older names
+# of `dots*_saveable`, the spelling the official configs use.
+REMAT_POLICIES = ("nothing_saveable", "everything_saveable", "dots_saveable",
+                  "checkpoint_dots", "dots_with_no_batch_dims_saveable",
+                  "checkpoint_dots_with_no_batch_dims")
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, out of range or inconsistent with another."""
@@ -56,6 +63,11 @@ class ModelConfig:
     eos_token_id: int | None = None
     attention_block_size: int = 1024
     logits_block_size: int = 1024  # positions whose logits are live at once in a loss
+    # Rematerialisation of each block's forward in the training losses (the official
+    # `remat_block`): "" = none (every activation is kept for the backward pass); otherwise
+    # the `jax.checkpoint_policies` policy naming what a block may keep, the rest being
+    # recomputed in the backward pass. Never changes the numbers beyond float rounding.
+    remat_block: str = ""
 
     def __post_init__(self) -> None:
         if self.attention_kinds is not None and not isinstance(self.attention_kinds, tuple):
@@ -120,6 +132,9 @@ class ModelConfig:
         for f in ("param_dtype", "compute_dtype"):
             need(getattr(self, f) in ("float32", "bfloat16", "float16", "float64"),
                  f"{f} must be a float dtype name, got {getattr(self, f)!r}")
+        need(self.remat_block in ("", *REMAT_POLICIES),
+             f"remat_block must be '' (no rematerialisation) or a jax.checkpoint_policies "
+             f"policy {list(REMAT_POLICIES)}, got {self.remat_block!r}")
 
     # ----- serialisation -----
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ttt_model.attention import KVCache, acc_dtype, apply_rope, attend_chunk, attend_sequence
-from ttt_model.config import ModelConfig
+from ttt_model.config import REMAT_POLICIES, ModelConfig
 
 
 def _dtype(name: str) -> jnp.dtype:
@@ -151,12 +151,39 @@ class Block(nnx.Module):
         return self._feed_forwards(h), cache
 
 
-def step_blocks(blocks: Sequence[Block], h_BxCxD: jax.Array, caches: Sequence[Any]
-                ) -> tuple[jax.Array, list]:
+def run_block(blk: Block, h: jax.Array, cache: KVCache | None = None, *, remat: str = ""
+              ) -> Any:
+    """`blk(h)` (one shot) or, given a cache, `blk.step(h, cache)` (one chunk).
+
+    `remat` ("" = none) is a `jax.checkpoint_policies` name (`ModelConfig.remat_block`):
+    the block's forward is then rematerialised, i.e. the backward pass keeps only what the
+    policy saves (for `nothing_saveable`, the block's inputs) and recomputes the rest.
+    Forward values and gradients are unchanged; only memory and compute move.
+    """
+    def forward(b: Block, h: jax.Array, cache: KVCache | None) -> Any:
+        return b(h) if cache is None else b.step(h, cache)
+
+    if not remat:
+        return forward(blk, h, cache)
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"remat_block must be '' or one of {list(REMAT_POLICIES)}, "
+                         f"got {remat!r}")
+    # jax.checkpoint needs a pure function of arrays: the block's state goes in as one.
+    graphdef, state = nnx.split(blk)
+
+    def pure(state: Any, h: jax.Array, cache: KVCache | None) -> Any:
+        return forward(nnx.merge(graphdef, state), h, cache)
+
+    policy = getattr(jax.checkpoint_policies, remat)
+    return jax.checkpoint(pure, policy=policy)(state, h, cache)
+
+
+def step_blocks(blocks: Sequence[Block], h_BxCxD: jax.Array, caches: Sequence[Any], *,
+                remat: str = "") -> tuple[jax.Array, list]:
     """A chunk (or one token) through `blocks` in order, each over its own carried cache:
-    (the last block's output, the blocks' new caches)."""
+    (the last block's output, the blocks' new caches). `remat`: see `run_block`."""
     new = []
     for blk, c in zip(blocks, caches, strict=True):
-        h_BxCxD, c = blk.step(h_BxCxD, c)
+        h_BxCxD, c = run_block(blk, h_BxCxD, c, remat=remat)
         new.append(c)
     return h_BxCxD, new

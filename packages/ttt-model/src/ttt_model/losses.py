@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.chunking import from_chunks, scan_chunks, to_chunks
-from ttt_model.layers import step_blocks
+from ttt_model.layers import run_block, step_blocks
 from ttt_model.model import Transformer
 
 
@@ -105,6 +105,7 @@ def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
 
     With `chunked`, every block runs chunk by chunk (b = mini_batch_size) over a carried
     sliding cache, as at inference; it equals the one-shot loss to float tolerance.
+    Each block's forward is rematerialised under `cfg.remat_block` (`layers.run_block`).
     """
     inputs, targets = split_window(tokens_BxT1)
     mask = target_mask(targets, model.cfg.bos_token_id, loss_mask_BxT)
@@ -113,7 +114,7 @@ def pretrain_loss(model: Transformer, tokens_BxT1: jax.Array,
     else:
         h = model.embed_tokens(inputs)
         for blk in model.blocks:
-            h = blk(h)
+            h = run_block(blk, h, remat=model.cfg.remat_block)
         nll = head_nll(model, h, targets, model.cfg.logits_block_size)
     return average_nll(nll, mask, average), {"token_nll": nll, "n_tokens": jnp.sum(mask)}
 
@@ -126,7 +127,8 @@ def _chunked_nll(model: Transformer, inputs_BxT: jax.Array, targets_BxT: jax.Arr
 
     def body(caches: list[KVCache], x):
         tok_Bxb, tgt_Bxb = x
-        h, new = step_blocks(model.blocks, model.embed_tokens(tok_Bxb), caches)
+        h, new = step_blocks(model.blocks, model.embed_tokens(tok_Bxb), caches,
+                             remat=model.cfg.remat_block)
         return new, token_nll(model.logits(h), tgt_Bxb)
 
     _, nll = scan_chunks(body, caches, (to_chunks(inputs_BxT, b), to_chunks(targets_BxT, b)),

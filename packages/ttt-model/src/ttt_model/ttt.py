@@ -80,7 +80,8 @@ def suffix_chunk_step(graphdef, rest, W, caches: list[KVCache], h_1xbxD: jax.Arr
 
     def chunk_loss(W):
         m = nnx.merge(graphdef, W, rest)
-        h, new = step_blocks(m.suffix_blocks, h_1xbxD, caches)
+        h, new = step_blocks(m.suffix_blocks, h_1xbxD, caches,
+                             remat=m.cfg.remat_block)
         nll_b = token_nll(m.logits(h)[0], targets_b)
         return masked_mean(nll_b, mask_b), (nll_b, new)
 
@@ -103,7 +104,9 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
     the masked mean over every counted target of the batch instead.
 
     Prefix blocks run once over the whole sequence (one-shot sliding attention); suffix
-    blocks run chunk by chunk inside the inner loop.
+    blocks run chunk by chunk inside the inner loop, each suffix block's forward
+    rematerialised under `cfg.remat_block` (as the official code does; its prefix has a
+    knob of its own, `remat_prefix_block`, which ttt-model does not implement).
     """
     cfg = model.cfg
     b = cfg.mini_batch_size

@@ -6,8 +6,9 @@ process (so its peak memory is its own), compared by tokens/s, peak memory and l
 writes DIR/ablation.csv and DIR/ablation.md. Tokens/s is the median over the steps after
 `--ignore-first` (compilation and warm-up excluded); peak memory is the process's peak
 resident set on CPU, and the device's peak bytes in use on a GPU; loss is the last step's.
-The attention implementation is ttt-model's reference (the only one ttt-model has yet);
-ttt-model has no block-remat switch yet, so remat is not a variant here.
+The attention implementation is ttt-model's reference (the only one ttt-model has yet).
+`remat` is fp32 with each block rematerialised (`model.remat_block=nothing_saveable`): the
+same numbers for less activation memory and more compute.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "fp32": {"model.compute_dtype": "fp32"},
     "bf16": {"model.compute_dtype": "bf16"},
     "untied": {"model.compute_dtype": "fp32", "model.tie_word_embeddings": "false"},
+    "remat": {"model.compute_dtype": "fp32", "model.remat_block": "nothing_saveable"},
 }
-COLUMNS = ("variant", "compute_dtype", "attention", "tied", "steps", "tokens_per_s",
+COLUMNS = ("variant", "compute_dtype", "attention", "tied", "remat", "steps", "tokens_per_s",
            "peak_memory_mib", "memory_kind", "final_loss", "wall_s")
 
 
@@ -45,6 +47,7 @@ class AblationRow:
     compute_dtype: str
     attention: str
     tied: bool
+    remat: str  # the model's remat_block policy (the remat variant's), or "off"
     steps: int
     tokens_per_s: float
     peak_memory_mib: float
@@ -73,7 +76,8 @@ def measure_variant(name: str, overrides: list[str], out: Path, ignore_first: in
     device_peak = result.get("device_peak_bytes")
     return AblationRow(
         variant=name, compute_dtype=result["compute_dtype"], attention="reference",
-        tied=result["tied"], steps=len(rows), tokens_per_s=statistics.median(timed),
+        tied=result["tied"], remat=result["remat_block"] or "off",
+        steps=len(rows), tokens_per_s=statistics.median(timed),
         peak_memory_mib=(device_peak if device_peak else usage.ru_maxrss * 1024) / 2**20,
         memory_kind="device" if device_peak else "host_rss",
         final_loss=rows[-1]["loss"], wall_s=result["wall_s"])
@@ -88,7 +92,7 @@ def write_tables(rows: list[AblationRow], out: Path) -> tuple[Path, Path]:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = [r.variant, r.compute_dtype, r.attention, "yes" if r.tied else "no",
-                 str(r.steps), f"{r.tokens_per_s:,.0f}", f"{r.peak_memory_mib:,.0f}",
+                 r.remat, str(r.steps), f"{r.tokens_per_s:,.0f}", f"{r.peak_memory_mib:,.0f}",
                  r.memory_kind, f"{r.final_loss:.4f}", f"{r.wall_s:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return (write_atomic(out / "ablation.csv", table.getvalue()),
@@ -110,6 +114,7 @@ def _one(result: Path, overrides: list[str]) -> int:
     write_atomic(result, json.dumps({
         "metrics": str(done.run_dir / "metrics.jsonl"), "wall_s": done.wall_clock_s,
         "compute_dtype": spec.model.compute_dtype, "tied": spec.model.tie_embeddings,
+        "remat_block": spec.model.remat_block,
         "device_peak_bytes": stats.get("peak_bytes_in_use")}))
     return 0
 

@@ -237,11 +237,24 @@ class Model:
     attn_pdrop: float = key(0.0)
     remat_block: str = key(
         '',
+        doc=("'' = none; else a jax.checkpoint_policies policy (nothing_saveable, "
+            'everything_saveable, dots_saveable, dots_with_no_batch_dims_saveable, '
+            'checkpoint_dots, checkpoint_dots_with_no_batch_dims)'),
+        section=('Rematerialisation: `remat_block` recomputes each block in the '
+            "backward pass, keeping only what its policy saves: every block's "
+            'forward in the pretrain loss, and each suffix block inside the inner '
+            'loop of the meta loss (where the official code applies it). It moves '
+            'memory and compute, never the numbers beyond float rounding.'))
+    remat_block_bwd: str = key(
+        '',
         section=('Official performance knobs: they never change the numbers; '
             'accepted and not used (ttt-model picks its own rematerialisation '
             'and scans).'))
-    remat_block_bwd: str = key('')
-    remat_prefix_block: str = key('nothing_saveable')
+    remat_prefix_block: str = key(
+        'nothing_saveable',
+        doc=("officially the meta loss's prefix-block remat; not used: honouring "
+            'its default would change the memory and compute of every E2E run (the '
+            'memory work of the kernels issue decides it)'))
     remat_attention: str = key('')
     remat_attention_bwd: str = key('')
     remat_mlp: str = key('')

@@ -1,0 +1,5 @@
+import sys
+
+from ttt_train.study.main import main
+
+sys.exit(main())
