@@ -1,6 +1,7 @@
 """The study end to end at its quick plan: corpora, the three arms over two seeds, every
 measure, the ladder and the page; then again with `--compare`, which must find every
-clock-free figure equal (runs retrained from scratch)."""
+clock-free figure equal (runs retrained from scratch); and the page redrawn from the saved
+figures is the page the run wrote."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def test_quick_study_writes_the_page_and_reproduces(tmp_path: Path, capsys):
         assert (out / "study" / f"{png}.png").stat().st_size > 10_000
     first = out / "first.json"
     first.write_text((out / "study.json").read_text())
+    redrawn = tmp_path / "redrawn"  # the page from the saved figures alone
+    assert main(["--out", str(redrawn), "--page-only", str(first)]) == 0
+    assert (redrawn / "study.md").read_text() == page
     capsys.readouterr()
     assert main(["--out", str(out), "--work", str(work), "--plan", "quick",
                  "--compare", str(first)]) == 0

@@ -5,6 +5,7 @@
 Runs are trained afresh every time (the corpora are reused when their recipe is unchanged),
 so a rerun with the same seeds recomputes every number; `--compare OLD.json` then says
 whether the deterministic figures (losses, accuracies, compiled costs) came out equal.
+`--page-only study.json` redraws the page and plots from saved figures.
 """
 
 from __future__ import annotations
@@ -148,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan", choices=sorted(PLANS), default="study")
     p.add_argument("--compare", type=Path, default=None,
                    help="an earlier study.json: report whether the figures reproduce")
+    p.add_argument("--page-only", type=Path, default=None, metavar="STUDY_JSON",
+                   help="rewrite the page and plots from a study.json; train nothing")
     args = p.parse_args(argv)
+    if args.page_only is not None:
+        write_report(json.loads(args.page_only.read_text()), args.out)
+        print(f"page rewritten from {args.page_only}: {args.out / 'study.md'}")
+        return 0
     before = json.loads(args.compare.read_text()) if args.compare else None
     study = run_study(PLANS[args.plan], args.out, args.work)
     print(f"study written to {args.out / 'study.md'} in {study['elapsed_s'] / 60:.1f} min")

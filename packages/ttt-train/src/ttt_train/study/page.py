@@ -17,12 +17,12 @@ from ttt_train.study.report import (
 )
 
 
-def _setup(study: dict[str, Any]) -> str:
+def _setup(study: dict[str, Any], order: list[str]) -> str:
     plan, env = study["plan"], study["environment"]
     shape = plan["shape"]
     corpora = "\n".join(
         f"| {name} | {c['source']} | {c['train_tokens']:,} | {c['val_tokens']:,} |"
-        for name, c in study["corpora"].items())
+        for name, c in sorted(study["corpora"].items(), key=lambda kv: order.index(kv[0])))
     prime = max(1, shape["layers"] // 4)
     attention = {"fa": "full", "swa": f"sliding, window {plan['window']}",
                  "e2e": f"sliding, window {plan['window']}"}
@@ -55,9 +55,9 @@ initialisation and data order). Machine: {env['cpu_count']} CPU cores, {env['pla
 Python {env['python']}, JAX {env['jax']}; the study took {study['elapsed_s'] / 60:.1f} min."""
 
 
-def page(study: dict[str, Any], plots: dict[str, str], retrieval_corpus: str) -> str:
+def page(study: dict[str, Any], corpora: list[str], plots: dict[str, str],
+         retrieval_corpus: str) -> str:
     plan = study["plan"]
-    corpora = list(study["runs"])
     heads = "\n".join(f"- **{c}**: {headline_text(study, c)}" for c in corpora)
     sections = []
     for c in corpora:
@@ -89,7 +89,7 @@ rerun reproduces every figure that does not depend on the clock.
 
 ## Setup
 
-{_setup(study)}
+{_setup(study, corpora)}
 
 ## Loss inside and beyond the window
 

@@ -13,6 +13,8 @@ from matplotlib.figure import Figure
 
 from ttt_data.atomic import atomic_file
 from ttt_train.study.arms import ARMS, LABELS
+from ttt_train.study.corpora import CORPORA
+from ttt_train.study.ladder import RUNGS
 from ttt_train.study.stats import paired, spread
 
 COLORS = {"fa": "#1f77b4", "swa": "#d62728", "e2e": "#2ca02c"}
@@ -125,10 +127,15 @@ def _length_accuracy(rank: dict[str, Any], length: int) -> float:
     return sum(c["accuracy"] * c["n"] for c in cells) / n
 
 
+def _cost_rows(study: dict[str, Any], arm: str) -> list[dict[str, Any]]:
+    """The arm's cost rows by increasing context (JSON keys are strings)."""
+    return sorted(study["costs"]["models"][arm]["contexts"].values(), key=lambda c: c["context"])
+
+
 def cost_table(study: dict[str, Any]) -> str:
     rows = []
     for arm in ARMS:
-        for c in study["costs"]["models"][arm]["contexts"].values():
+        for c in _cost_rows(study, arm):
             comp, state = c["compiled"], c["state_bytes"]
             pre = c["prefill"]
             measured = f"{pre['ms_per_token']:.3f}" if pre.get("source") == "measured" else "—"
@@ -147,7 +154,8 @@ def ladder_table(study: dict[str, Any]) -> str:
                                                  for s in r["stages"]),
              f"{r['tokens']:,}", f"{r['charged_train_s']:.1f}", f"{r['train_s']:.1f}",
              f"{r['heldout_nll']:.4f}", f"{r['heldout_beyond_window']:.4f}",
-             f"{r['heldout_nll'] - s3:+.4f}"] for rung, r in lad["rungs"].items()]
+             f"{r['heldout_nll'] - s3:+.4f}"]
+            for rung, r in ((rung, lad["rungs"][rung]) for rung in RUNGS)]
     return _table(["rung", "path", "stages (steps)", "tokens", "charged train s",
                    "total train s", f"held-out NLL @ {lad['ext_context']}", "beyond window",
                    "Δ vs S3"], rows)
@@ -227,6 +235,7 @@ def plot_retrieval(study: dict[str, Any], corpus: str, path: Path) -> Path:
         ax.set_xscale("log", base=2)
         ax.set(xlabel="prompt length", ylabel="rank accuracy", title=task, ylim=(0, 1.02))
         ax.legend(fontsize=8)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -239,7 +248,7 @@ def plot_costs(study: dict[str, Any], path: Path) -> Path:
     for i, (label, get) in enumerate(panels):
         ax = fig.add_subplot(1, 3, i + 1)
         for arm in ARMS:
-            rows = list(study["costs"]["models"][arm]["contexts"].values())
+            rows = _cost_rows(study, arm)
             ax.plot([r["context"] for r in rows], [get(r) for r in rows], marker="o",
                     color=COLORS[arm], label=LABELS[arm])
         ax.set_xscale("log", base=2)
@@ -252,10 +261,11 @@ def plot_costs(study: dict[str, Any], path: Path) -> Path:
 def plot_ladder(study: dict[str, Any], path: Path) -> Path:
     fig = Figure(figsize=(6.4, 4))
     ax = fig.add_subplot()
-    for rung, r in study["ladder"]["rungs"].items():
+    for rung in RUNGS:
+        r = study["ladder"]["rungs"][rung]
         ax.scatter(r["charged_train_s"], r["heldout_nll"], s=40)
         ax.annotate(rung, (r["charged_train_s"], r["heldout_nll"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=9)
+                    xytext=(6, 6 if rung != "S1" else -12), fontsize=9)
     ax.set(xlabel="charged training wall-clock (s; stage A = the public checkpoint)",
            ylabel=f"held-out NLL @ {study['ladder']['ext_context']}",
            title="warm-start ladder: loss against charged wall-clock")
@@ -279,7 +289,7 @@ def plot_curves(study: dict[str, Any], corpus: str, path: Path) -> Path:
 
 def write_report(study: dict[str, Any], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    corpora = list(study["runs"])
+    corpora = [c for c in CORPORA if c in study["runs"]]  # the study's order, not the JSON's
     plots: dict[str, Path] = {}
     for corpus in corpora:
         plots[f"positions_{corpus}"] = plot_positions(study, corpus, out / PLOTS /
@@ -295,14 +305,15 @@ def write_report(study: dict[str, Any], out: Path) -> Path:
     study = {**study, "headline": {c: headline(study, c) for c in corpora}}
     with atomic_file(out / "study.json", overwrite=True) as tmp:
         Path(tmp).write_text(json.dumps(study, indent=1, sort_keys=True) + "\n")
-    text = render(study, {k: p.relative_to(out).as_posix() for k, p in plots.items()},
+    text = render(study, corpora, {k: p.relative_to(out).as_posix() for k, p in plots.items()},
                   retrieval_corpus)
     with atomic_file(out / "study.md", overwrite=True) as tmp:
         Path(tmp).write_text(text)
     return out / "study.md"
 
 
-def render(study: dict[str, Any], plots: dict[str, str], retrieval_corpus: str) -> str:
+def render(study: dict[str, Any], corpora: list[str], plots: dict[str, str],
+           retrieval_corpus: str) -> str:
     from ttt_train.study.page import page
 
-    return page(study, plots, retrieval_corpus)
+    return page(study, corpora, plots, retrieval_corpus)
