@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     study = run_study(PLANS[args.plan], args.out, args.work)
     print(f"study written to {args.out / 'study.md'} in {study['elapsed_s'] / 60:.1f} min")
     if before is not None:
-        diffs = compare(before, json.loads(json.dumps(study)))
+        diffs = compare(before, json.loads((args.out / "study.json").read_text()))
         if diffs:
             print(f"NOT reproduced: {len(diffs)} figures differ from {args.compare}, e.g. "
                   + "; ".join(diffs[:5]))
