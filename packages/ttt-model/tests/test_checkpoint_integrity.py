@@ -241,7 +241,11 @@ def test_fallback_to_the_newest_intact_step_then_quarantine(model, run):
     assert [s.step for s in found.skipped] == [3, 2]
     for s in found.skipped:
         assert "\n" not in s.reason and s.reason.startswith(f"checkpoint {run / str(s.step)}: ")
-    assert "fails its checksum" in found.skipped[0].reason
+    # The flipped byte lands in compressed chunk data: depending on where OCDBT packed the
+    # chunks (write order varies), it either decodes to wrong bytes (the checksum catches
+    # them) or does not decode at all; either way the step is skipped, saying why.
+    assert re.search(r"params (tensor '.+' )?(fails its checksum|cannot be read)",
+                     found.skipped[0].reason), found.skipped[0].reason
     assert "meta is unreadable" in found.skipped[1].reason
     assert _snapshot(run / "1") == step1 and _snapshot(run / "2") == bad2
 
