@@ -128,3 +128,25 @@ def test_e2e_matches_fa_parameters_at_the_nearest_width():
     assert width < QUICK.shape.intermediate  # the prime MLPs are paid for by narrower MLPs
     with pytest.raises(arms.StudyConfigError, match="within 1%"):
         arms.matched_intermediate(replace(QUICK, shape=replace(QUICK.shape, intermediate=8)))
+
+
+def test_an_interrupted_run_stops_the_study(tmp_path: Path, monkeypatch, capsys):
+    """A run stopped by SIGTERM has a shorter run's figures: never tabulated."""
+    from ttt_train.stage import StageResult
+    from ttt_train.study import main as study_main
+    from ttt_train.study import runs
+
+    stopped = StageResult("r", "fa-s0", "interrupted", 141, 0, 1.0, None, None,
+                          tmp_path / "ckpt", tmp_path / "run", signal=15)
+    monkeypatch.setattr(runs, "run_stage", lambda composed: stopped)
+    with pytest.raises(runs.StudyInterrupted, match="fa-s0 interrupted at step 141") as err:
+        runs.train(tmp_path, "synth", "fa-s0", tmp_path / "store", tmp_path / "tok", {})
+    assert err.value.signal == 15
+
+    def interrupted(*_):
+        raise err.value
+
+    monkeypatch.setattr(study_main, "run_study", interrupted)
+    assert study_main.main(["--out", str(tmp_path / "out")]) == 143
+    assert "the study stopped: rerun it" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "study.md").exists()

@@ -36,7 +36,7 @@ from ttt_train.study.measures import context_sweep, costs, retrieval
 from ttt_train.study.plan import PLANS, StudyPlan
 from ttt_train.study.report import write_report
 from ttt_train.study.reproduce import compare
-from ttt_train.study.runs import train
+from ttt_train.study.runs import StudyInterrupted, train
 
 RETRIEVAL_CORPUS = "synth"  # RULER's haystacks are prose: scored on the synthetic models
 LADDER_CORPUS = "stdlib"  # real text: what a warm start is for
@@ -157,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"page rewritten from {args.page_only}: {args.out / 'study.md'}")
         return 0
     before = json.loads(args.compare.read_text()) if args.compare else None
-    study = run_study(PLANS[args.plan], args.out, args.work)
+    try:
+        study = run_study(PLANS[args.plan], args.out, args.work)
+    except StudyInterrupted as e:
+        print(f"study: {e}", file=sys.stderr)
+        return 128 + (e.signal or 15)
     print(f"study written to {args.out / 'study.md'} in {study['elapsed_s'] / 60:.1f} min")
     if before is not None:
         diffs = compare(before, json.loads((args.out / "study.json").read_text()))

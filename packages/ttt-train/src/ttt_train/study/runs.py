@@ -15,6 +15,15 @@ from ttt_train.stage import run_stage
 LOG_EVERY = 10
 
 
+class StudyInterrupted(RuntimeError):
+    """A run stopped by a signal: its figures would be a shorter run's, so the study stops.
+    `signal` is the signal's number."""
+
+    def __init__(self, message: str, signal: int | None):
+        super().__init__(message)
+        self.signal = signal
+
+
 @dataclass(frozen=True)
 class Run:
     """A finished run: where it lives and its costs. `train_s` is the steady-state
@@ -51,6 +60,10 @@ def train(work: Path, folder: str, name: str, store: Path, tokenizer: Path,
         "backend.compilation_cache_dir": work / "jax_cache", **overrides,
     }
     result = run_stage(compose_config([f"{k}={v}" for k, v in settings.items()]))
+    if result.status != "completed":
+        raise StudyInterrupted(f"run {folder}/{name} {result.status} at step {result.step} "
+                               f"(signal {result.signal}); the study stopped: rerun it (runs "
+                               "are trained afresh)", result.signal)
     rows = [json.loads(line) for line in
             (result.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     times = [r["step_s"] for r in rows if r["step"] > 1] or [r["step_s"] for r in rows]
