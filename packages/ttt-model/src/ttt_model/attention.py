@@ -123,6 +123,20 @@ def attend(
     return o_BxTxKxGxD.reshape(B, T, H, D)
 
 
+# Full causal attention over a sequence is split into at most this many query groups, group
+# g seeing only the keys before its end: the attention work is (1 + 1/groups) / 2 of the
+# dense T x T, in as many compiled block shapes.
+CAUSAL_GROUPS = 8
+
+
+def resolve_impl(impl: str) -> str:
+    """`ModelConfig.attention_impl` with "auto" decided: the kernels where they run compiled
+    (GPU, TPU), the reference elsewhere (interpreted kernels are for tests only)."""
+    if impl == "auto":
+        return "pallas" if jax.default_backend() in ("gpu", "tpu") else "reference"
+    return impl
+
+
 def attend_sequence(
     q_BxTxHxD: jax.Array,
     k_BxTxKxD: jax.Array,
@@ -131,20 +145,44 @@ def attend_sequence(
     window: int | None,
     block: int,
     scale: float | None = None,
+    impl: str = "reference",
 ) -> jax.Array:
-    """Self-attention over one whole sequence, `block` queries at a time.
+    """Self-attention over one whole sequence (query and key t at position t).
 
-    Each query block sees only the keys its window can reach (block + window - 1 of them)
-    and is rematerialised in the backward pass, so memory is linear in T for sliding
-    attention and the T x T score matrix is never live at once.
+    The reference runs `block` queries at a time, each rematerialised in the backward pass,
+    over only the keys the block can reach: a band of block + window - 1 keys for sliding
+    attention (memory and work linear in T), a growing prefix for full causal attention
+    (`CAUSAL_GROUPS`), so the work above the causal diagonal is mostly skipped and the T x T
+    score matrix is never live at once. `impl`: see `ModelConfig.attention_impl`.
     """
+    impl = resolve_impl(impl)
+    if impl == "pallas":
+        from ttt_model.flash import flash_attention
+        return flash_attention(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, window=window, scale=scale)
+    if impl == "cudnn":
+        return _cudnn_sequence(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, window, scale)
     B, T, H, D = q_BxTxHxD.shape
-    pos_T = jnp.arange(T, dtype=jnp.int32)
     if block >= T or T % block:
+        pos_T = jnp.arange(T, dtype=jnp.int32)
         return attend(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, q_pos_T=pos_T, k_pos_S=pos_T,
                       window=window, scale=scale)
-    span = T if window is None else min(T, block + window - 1)
     n = T // block
+    if window is not None and block + window - 1 < T:
+        return _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, first=0, count=n, block=block,
+                            span=block + window - 1, window=window, scale=scale)
+    groups = max(g for g in range(1, min(n, CAUSAL_GROUPS) + 1) if n % g == 0)
+    per = n // groups
+    outs = [_attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, first=g * per, count=per,
+                         block=block, span=(g + 1) * per * block, window=window, scale=scale)
+            for g in range(groups)]
+    return jnp.concatenate(outs, axis=1)
+
+
+def _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, first: int, count: int, block: int,
+                 span: int, window: int | None, scale: float | None) -> jax.Array:
+    """Query blocks first .. first+count-1, each over the `span` keys ending at its last
+    query (clipped to the sequence): [B, count * block, H, D]."""
+    B, T, H, D = q_BxTxHxD.shape
 
     @jax.checkpoint
     def one_block(i: jax.Array) -> jax.Array:
@@ -157,8 +195,19 @@ def attend_sequence(
                       k_pos_S=k0 + jnp.arange(span, dtype=jnp.int32), window=window,
                       scale=scale)
 
-    o_NxBxbxHxD = jax.lax.map(one_block, jnp.arange(n, dtype=jnp.int32))
-    return jnp.moveaxis(o_NxBxbxHxD, 0, 1).reshape(B, T, H, D)
+    o_NxBxbxHxD = jax.lax.map(one_block, first + jnp.arange(count, dtype=jnp.int32))
+    return jnp.moveaxis(o_NxBxbxHxD, 0, 1).reshape(B, count * block, H, D)
+
+
+def _cudnn_sequence(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, window: int | None,
+                    scale: float | None) -> jax.Array:
+    if jax.default_backend() != "gpu":
+        raise ValueError(f"attention_impl='cudnn' needs a CUDA GPU; this run's backend is "
+                         f"{jax.default_backend()!r} (use 'auto', 'pallas' or 'reference')")
+    return jax.nn.dot_product_attention(
+        q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, scale=scale, is_causal=True,
+        local_window_size=None if window is None else (window - 1, 0),
+        implementation="cudnn")
 
 
 class KVCache(NamedTuple):
@@ -190,6 +239,7 @@ def attend_chunk(
     window: int | None,
     theta: float,
     scale: float | None = None,
+    impl: str = "reference",
 ) -> tuple[jax.Array, KVCache | RingCache]:
     """Attention of a chunk of C new tokens over [cache ‖ chunk]; returns the shifted cache.
 
@@ -197,6 +247,10 @@ def attend_chunk(
     at j, chunk token i at S+i): RoPE depends only on relative position, so this equals
     one-shot attention and stays exact however long the sequence has run. A `RingCache`
     (decoding, C = 1) is written in place instead: `attend_token`.
+
+    `impl` "pallas" (and "cudnn", which has no second derivative) runs the flash kernel
+    whose backward is differentiable (`flash_attention_twice`): the meta loss
+    differentiates chunk attention twice.
     """
     if isinstance(cache, RingCache):
         return attend_token(q_BxCxHxD, k_BxCxKxD, v_BxCxKxD, cache, window=window,
@@ -210,8 +264,13 @@ def attend_chunk(
     valid = (pos_all >= S - cache.length)
     q = apply_rope(q_BxCxHxD, q_pos, theta)
     k = apply_rope(k_all, pos_all, theta)
-    o = attend(q, k, v_all.astype(q.dtype), q_pos_T=q_pos, k_pos_S=pos_all, window=window,
-               k_valid_S=valid, scale=scale)
+    if resolve_impl(impl) == "reference":
+        o = attend(q, k, v_all.astype(q.dtype), q_pos_T=q_pos, k_pos_S=pos_all,
+                   window=window, k_valid_S=valid, scale=scale)
+    else:
+        from ttt_model.flash import flash_attention_twice
+        o = flash_attention_twice(q, k, v_all.astype(q.dtype), window=window, q_offset=S,
+                                  k_valid_S=valid, scale=scale)
     new_cache = KVCache(k_all[:, C:], v_all[:, C:], jnp.minimum(cache.length + C, S))
     return o, new_cache
 

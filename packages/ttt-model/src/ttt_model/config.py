@@ -12,6 +12,13 @@ from typing import Any, Literal
 
 AttentionKind = Literal["full", "sliding"]
 
+# How attention is computed (`ModelConfig.attention_impl`): "reference" is plain XLA (jnp),
+# "pallas" the flash kernels of `ttt_model.flash`, "cudnn" cuDNN's fused attention through
+# `jax.nn.dot_product_attention` for one-shot sequences (chunk attention, which the meta
+# loss differentiates twice, then takes the Pallas path), "auto" the kernels where they run
+# compiled (GPU, TPU) and the reference elsewhere.
+ATTENTION_IMPLS = ("reference", "pallas", "cudnn", "auto")
+
 DEFAULT_SPEC_INNER = ("**.suffix_blocks.feed_forward_prime.**",)
 
 # The ready-made policies of `jax.checkpoint_policies` that `remat_block` may name (the
@@ -68,6 +75,7 @@ class ModelConfig:
     # the `jax.checkpoint_policies` policy naming what a block may keep, the rest being
     # recomputed in the backward pass. Never changes the numbers beyond float rounding.
     remat_block: str = ""
+    attention_impl: str = "reference"  # one of ATTENTION_IMPLS
 
     def __post_init__(self) -> None:
         if self.attention_kinds is not None and not isinstance(self.attention_kinds, tuple):
@@ -132,6 +140,9 @@ class ModelConfig:
         for f in ("param_dtype", "compute_dtype"):
             need(getattr(self, f) in ("float32", "bfloat16", "float16", "float64"),
                  f"{f} must be a float dtype name, got {getattr(self, f)!r}")
+        need(self.attention_impl in ATTENTION_IMPLS,
+             f"attention_impl must be one of {list(ATTENTION_IMPLS)}, "
+             f"got {self.attention_impl!r}")
         need(self.remat_block in ("", *REMAT_POLICIES),
              f"remat_block must be '' (no rematerialisation) or a jax.checkpoint_policies "
              f"policy {list(REMAT_POLICIES)}, got {self.remat_block!r}")

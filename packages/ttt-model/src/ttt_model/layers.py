@@ -74,6 +74,7 @@ class Attention(nnx.Module):
         self.window = cfg.window(layer)
         self.theta = cfg.rope_theta
         self.block = cfg.attention_block_size
+        self.impl = cfg.attention_impl
 
     def _qkv(self, x_BxTxD: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         B, T, _ = x_BxTxD.shape
@@ -93,12 +94,14 @@ class Attention(nnx.Module):
         q, k, v = self._qkv(x_BxTxD)
         pos_T = jnp.arange(x_BxTxD.shape[1], dtype=jnp.int32)
         q, k = apply_rope(q, pos_T, self.theta), apply_rope(k, pos_T, self.theta)
-        return self._out(attend_sequence(q, k, v, window=self.window, block=self.block))
+        return self._out(attend_sequence(q, k, v, window=self.window, block=self.block,
+                                         impl=self.impl))
 
     def step(self, x_BxCxD: jax.Array, cache: KVCache) -> tuple[jax.Array, KVCache]:
         """Attention of a chunk over the carried cache (chunked sliding / decoding)."""
         q, k, v = self._qkv(x_BxCxD)
-        o, cache = attend_chunk(q, k, v, cache, window=self.window, theta=self.theta)
+        o, cache = attend_chunk(q, k, v, cache, window=self.window, theta=self.theta,
+                                impl=self.impl)
         return self._out(o), cache
 
 
