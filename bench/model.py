@@ -12,6 +12,7 @@ dot/convolution FLOPs with every while-loop body multiplied by its known trip co
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -79,6 +80,17 @@ def ratios(rows: dict, seqs: list[int]) -> dict:
     return out
 
 
+def memory_targets(r: dict) -> dict:
+    """The memory targets of the E2E step against FA's (temp bytes, batch 1), met or not."""
+    out = {"e2e_over_fa_temp@8192": {"target": "<= 1.5", "value": r["e2e_over_fa_temp@8192"],
+                                     "met": r["e2e_over_fa_temp@8192"] <= 1.5}}
+    growth = r.get("e2e_temp_growth_8192_to_32768")
+    if growth is not None:
+        out["e2e_temp_growth_8192_to_32768"] = {"target": "<= 2.1", "value": growth,
+                                                "met": growth <= 2.1}
+    return out
+
+
 def measure_prefill(size: str, lengths: list[int]) -> dict:
     """TTT prefill of the E2E model (summed NLL): compiled temp memory at several lengths."""
     graphdef, params = nnx.split(nnx.eval_shape(
@@ -94,6 +106,45 @@ def measure_prefill(size: str, lengths: list[int]) -> dict:
                        "output_bytes": c.output_bytes, "flops": c.flops}
         tqdm.write(f"prefill {n}: temp {c.temp_bytes / 2**30:.2f} GiB, "
                    f"{c.flops / 1e12:.1f} TFLOP")
+    return out
+
+
+ATTENTION_CASES = {"full@8192": (8192, None), "full@32768": (32768, None),
+                   "sliding8192@32768": (32768, 8192)}
+
+
+def measure_attention(size: str, block: int = 1024) -> dict:
+    """Compiled FLOPs and temp bytes of one attention layer's forward + backward at the
+    paper's head shape (batch 1, float32): the reference path, which skips the key blocks
+    above the causal diagonal (and outside the window), beside every query block visiting
+    every key block it might see (the reference before block skipping, kept here as the
+    yardstick: `_attend_band` with a span of the whole sequence)."""
+    from ttt_model.attention import _attend_band, attend_sequence
+
+    cfg = paper_config(size, "fa")
+    H, hd = cfg.num_heads, cfg.dim_per_head
+    out = {}
+    for name, (T, window) in tqdm(ATTENTION_CASES.items(), desc="compile attention"):
+        x = jax.ShapeDtypeStruct((1, T, H, hd), jnp.float32)
+
+        def grads(fn):
+            return jax.grad(lambda q, k, v: jnp.sum(fn(q, k, v)), argnums=(0, 1, 2))
+
+        skip = compiled_costs(grads(functools.partial(attend_sequence, window=window,
+                                                      block=block)), x, x, x)
+        row = {"seq_len": T, "window": window, "block": block,
+               "dense_causal_flops": 4 * 4 * T * T * H * hd,  # fwd 2 dots, bwd recompute + 4
+               "flops": skip.flops, "temp_bytes": skip.temp_bytes}
+        if window is None:
+            every = compiled_costs(grads(functools.partial(
+                _attend_band, count=T // block, block=block, span=T, window=None,
+                scale=None)), x, x, x)
+            row.update(every_block_flops=every.flops, every_block_temp_bytes=every.temp_bytes,
+                       flops_over_every_block=skip.flops / every.flops)
+        out[name] = row
+        tqdm.write(f"attention {name}: {skip.flops / 1e12:.2f} TFLOP"
+                   + (f" (every block: {row['every_block_flops'] / 1e12:.2f})"
+                      if window is None else ""))
     return out
 
 
@@ -141,6 +192,8 @@ def main() -> None:
         "paper_125m": rows,
         "ratios": ratios(rows, seqs),
         "targets": {"e2e_over_fa_flops@8192": "<= 2.0", "e2e_temp_growth_8192_to_32768": "<= 4.5"},
+        "memory_targets": memory_targets(ratios(rows, seqs)),
+        "attention_125m": measure_attention("125m"),
         "prefill_125m_e2e": measure_prefill("125m", [8192, 32768] if args.quick
                                             else [8192, 32768, 131072, 524288]),
         "tiny_wall_clock": wall_clock_tiny(3 if args.quick else 10),

@@ -160,12 +160,14 @@ def test_model_forward_with_each_impl():
         cfg.replace(attention_impl="flash")
 
 
-@pytest.mark.parametrize("T,block", [(128, 16), (96, 8)])
-def test_reference_causal_groups_equal_dense(T, block):
-    """Full causal attention split into query groups over growing prefixes (8 groups of one
-    block; 6 groups of two) is dense attention."""
+@pytest.mark.parametrize("T,block,window", [(128, 16, None), (96, 8, None), (64, 16, 60),
+                                            (48, 16, None)])
+def test_reference_causal_pairs_equal_dense(T, block, window):
+    """Full causal attention as n/2 steps of paired query blocks over the causal triangle of
+    key blocks (n = 8, 12; a window the band path cannot take: 60 > T - block) is dense
+    attention; so is an odd n (3), which runs one band of the whole sequence."""
     q, k, v, _ = qkvg(5, T, T, 2)
     pos = jnp.arange(T)
-    dense = attend(q, k, v, q_pos_T=pos, k_pos_S=pos, window=None)
-    assert_close(attend_sequence(q, k, v, window=None, block=block), dense,
+    dense = attend(q, k, v, q_pos_T=pos, k_pos_S=pos, window=window)
+    assert_close(attend_sequence(q, k, v, window=window, block=block), dense,
                  terms=attention_terms(D, T))

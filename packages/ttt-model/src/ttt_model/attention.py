@@ -123,12 +123,6 @@ def attend(
     return o_BxTxKxGxD.reshape(B, T, H, D)
 
 
-# Full causal attention over a sequence is split into at most this many query groups, group
-# g seeing only the keys before its end: the attention work is (1 + 1/groups) / 2 of the
-# dense T x T, in as many compiled block shapes.
-CAUSAL_GROUPS = 8
-
-
 def resolve_impl(impl: str) -> str:
     """`ModelConfig.attention_impl` with "auto" decided: the kernels where they run compiled
     (GPU, TPU), the reference elsewhere (interpreted kernels are for tests only)."""
@@ -151,9 +145,9 @@ def attend_sequence(
 
     The reference runs `block` queries at a time, each rematerialised in the backward pass,
     over only the keys the block can reach: a band of block + window - 1 keys for sliding
-    attention (memory and work linear in T), a growing prefix for full causal attention
-    (`CAUSAL_GROUPS`), so the work above the causal diagonal is mostly skipped and the T x T
-    score matrix is never live at once. `impl`: see `ModelConfig.attention_impl`.
+    attention (memory and work linear in T), the causal triangle of key blocks for full
+    attention (`_attend_causal_pairs`), so the T x T score matrix is never live at once and
+    the blocks above the diagonal are never computed. `impl`: `ModelConfig.attention_impl`.
     """
     impl = resolve_impl(impl)
     if impl == "pallas":
@@ -162,26 +156,25 @@ def attend_sequence(
     if impl == "cudnn":
         return _cudnn_sequence(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, window, scale)
     B, T, H, D = q_BxTxHxD.shape
+    n = T // block
     if block >= T or T % block:
         pos_T = jnp.arange(T, dtype=jnp.int32)
         return attend(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, q_pos_T=pos_T, k_pos_S=pos_T,
                       window=window, scale=scale)
-    n = T // block
     if window is not None and block + window - 1 < T:
-        return _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, first=0, count=n, block=block,
+        return _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, count=n, block=block,
                             span=block + window - 1, window=window, scale=scale)
-    groups = max(g for g in range(1, min(n, CAUSAL_GROUPS) + 1) if n % g == 0)
-    per = n // groups
-    outs = [_attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, first=g * per, count=per,
-                         block=block, span=(g + 1) * per * block, window=window, scale=scale)
-            for g in range(groups)]
-    return jnp.concatenate(outs, axis=1)
+    if n % 2:
+        return _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, count=n, block=block, span=T,
+                            window=window, scale=scale)
+    return _attend_causal_pairs(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, block=block, window=window,
+                                scale=scale)
 
 
-def _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, first: int, count: int, block: int,
-                 span: int, window: int | None, scale: float | None) -> jax.Array:
-    """Query blocks first .. first+count-1, each over the `span` keys ending at its last
-    query (clipped to the sequence): [B, count * block, H, D]."""
+def _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, count: int, block: int, span: int,
+                 window: int | None, scale: float | None) -> jax.Array:
+    """`count` query blocks, each over the `span` keys ending at its last query (clipped to
+    the sequence)."""
     B, T, H, D = q_BxTxHxD.shape
 
     @jax.checkpoint
@@ -195,8 +188,68 @@ def _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, first: int, count: int, blo
                       k_pos_S=k0 + jnp.arange(span, dtype=jnp.int32), window=window,
                       scale=scale)
 
-    o_NxBxbxHxD = jax.lax.map(one_block, first + jnp.arange(count, dtype=jnp.int32))
-    return jnp.moveaxis(o_NxBxbxHxD, 0, 1).reshape(B, count * block, H, D)
+    o_NxBxbxHxD = jax.lax.map(one_block, jnp.arange(count, dtype=jnp.int32))
+    return jnp.moveaxis(o_NxBxbxHxD, 0, 1).reshape(B, T, H, D)
+
+
+def _attend_causal_pairs(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, block: int, window: int | None,
+                         scale: float | None) -> jax.Array:
+    """Full causal attention over n (even) query blocks, in n/2 steps of equal work.
+
+    Query block p needs key blocks 0..p and block n-1-p needs 0..n-1-p: n+1 block pairs
+    together, whatever p. Step p gathers those n+1 (query block, key block) pairs, scores
+    them in one batched product and takes each query block's softmax over its own pairs, so
+    every step has one static shape (one loop, rematerialised, as the banded path) and the
+    n(n+1)/2 pairs of the causal triangle are all that is computed. Heads-major tiles
+    ([.., K, G, b, D]) make both products plain batched GEMMs over contiguous rows; only
+    diagonal pairs need the causal mask (and every pair the window's, if any).
+    """
+    B, T, H, D = q_BxTxHxD.shape
+    K = k_BxTxKxD.shape[2]
+    G = H // K
+    n = T // block
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    acc = acc_dtype(q_BxTxHxD.dtype)
+    q_NxBxKxGxbxD = jnp.moveaxis(q_BxTxHxD.reshape(B, n, block, K, G, D), (1, 2), (0, 4))
+    k_NxBxKxbxD = jnp.moveaxis(k_BxTxKxD.reshape(B, n, block, K, D), (1, 2), (0, 3))
+    v_NxBxKxbxD = jnp.moveaxis(v_BxTxKxD.reshape(B, n, block, K, D), (1, 2), (0, 3))
+    pair_P = jnp.arange(n + 1, dtype=jnp.int32)
+    offs_b = jnp.arange(block, dtype=jnp.int32)
+
+    @jax.checkpoint
+    def step(p: jax.Array) -> jax.Array:
+        first_P = pair_P <= p  # pairs of query block p; the rest are block n-1-p's
+        qi_P = jnp.where(first_P, p, n - 1 - p)
+        ki_P = jnp.where(first_P, pair_P, pair_P - p - 1)
+        q = jnp.take(q_NxBxKxGxbxD, qi_P, axis=0)  # [P, B, K, G, b, D]
+        k = jnp.take(k_NxBxKxbxD, ki_P, axis=0)    # [P, B, K, b, D]
+        v = jnp.take(v_NxBxKxbxD, ki_P, axis=0)
+        s = jnp.einsum("pbkgtd,pbksd->pbkgts", q, k, preferred_element_type=acc) * scale
+        q_pos = qi_P[:, None] * block + offs_b[None, :]
+        k_pos = ki_P[:, None] * block + offs_b[None, :]
+        ok = k_pos[:, None, :] <= q_pos[:, :, None]  # [P, b, b]
+        if window is not None:
+            ok &= q_pos[:, :, None] - k_pos[:, None, :] < window
+        s = jnp.where(ok[:, None, None, None], s, NEG_INF)
+        row_max = jnp.max(s, axis=-1)  # [P, B, K, G, b]
+        mine = first_P[:, None, None, None, None]
+        m_first = jnp.max(jnp.where(mine, row_max, NEG_INF), axis=0)
+        m_second = jnp.max(jnp.where(mine, NEG_INF, row_max), axis=0)
+        w = jnp.exp(s - jnp.where(mine, m_first, m_second)[..., None])
+        l_P = jnp.sum(w, axis=-1)
+        o = jnp.einsum("pbkgts,pbksd->pbkgtd", w.astype(v.dtype), v,
+                       preferred_element_type=acc)  # [P, B, K, G, b, D]
+        sel = first_P[:, None, None, None, None, None]
+        o_first = (jnp.sum(jnp.where(sel, o, 0.0), 0)
+                   / jnp.sum(jnp.where(mine, l_P, 0.0), 0)[..., None])
+        o_second = (jnp.sum(jnp.where(sel, 0.0, o), 0)
+                    / jnp.sum(jnp.where(mine, 0.0, l_P), 0)[..., None])
+        return jnp.stack([o_first, o_second]).astype(q_BxTxHxD.dtype)
+
+    o_Nhx2xBxKxGxbxD = jax.lax.map(step, jnp.arange(n // 2, dtype=jnp.int32))
+    # step p made blocks p and n-1-p: blocks 0..n/2-1 in order, then n/2..n-1 reversed
+    o_NxBxKxGxbxD = jnp.concatenate([o_Nhx2xBxKxGxbxD[:, 0], o_Nhx2xBxKxGxbxD[::-1, 1]])
+    return jnp.moveaxis(o_NxBxKxGxbxD, (0, 4), (1, 2)).reshape(B, T, H, D)
 
 
 def _cudnn_sequence(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, window: int | None,

@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ttt_model.config import ATTENTION_IMPLS
+
 # The dtype spellings configs use -> the names ttt-model takes.
 DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32",
           "f32": "float32", "fp16": "float16", "float16": "float16", "fp64": "float64",
@@ -33,6 +35,7 @@ ARCHITECTURE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidd
                      "eos_token_id", "qk_norm", "post_norm")
 Dtype = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
 Block = Literal[tuple(BLOCKS)]  # type: ignore[valid-type]
+AttentionImpl = Literal[ATTENTION_IMPLS]  # type: ignore[valid-type]
 
 
 def key(default: Any, doc: str = "", section: str = "") -> Any:
@@ -218,10 +221,15 @@ class Model:
     qk_norm: bool = key(True)
     pre_norm: bool = key(True)
     post_norm: bool = key(True)
-    attention_block_size: int = key(1024, doc='(ours) query block of the memory-linear attention')
+    attention_block_size: int = key(512, doc='(ours) query block of the memory-linear attention')
     logits_block_size: int = key(
         1024,
         doc='(ours) positions whose logits are live at once in a loss')
+    attention_impl: AttentionImpl = key(
+        'reference',
+        doc=("(ours) reference = XLA; pallas = flash kernels (twice-differentiable in the "
+             "meta loss); cudnn = cuDNN for one-shot sequences, Pallas for chunks; auto = "
+             "kernels on GPU/TPU, reference on CPU"))
     ttt_suffix_len: int = key(
         0,
         section=("Geometry of this family's TTT-E2E variants, read by experiment "
