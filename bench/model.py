@@ -113,7 +113,7 @@ ATTENTION_CASES = {"full@8192": (8192, None), "full@32768": (32768, None),
                    "sliding8192@32768": (32768, 8192)}
 
 
-def measure_attention(size: str, block: int = 1024) -> dict:
+def measure_attention(size: str) -> dict:
     """Compiled FLOPs and temp bytes of one attention layer's forward + backward at the
     paper's head shape (batch 1, float32): the reference path, which skips the key blocks
     above the causal diagonal (and outside the window), beside every query block visiting
@@ -122,7 +122,7 @@ def measure_attention(size: str, block: int = 1024) -> dict:
     from ttt_model.attention import _attend_band, attend_sequence
 
     cfg = paper_config(size, "fa")
-    H, hd = cfg.num_heads, cfg.dim_per_head
+    H, hd, block = cfg.num_heads, cfg.dim_per_head, cfg.attention_block_size
     out = {}
     for name, (T, window) in tqdm(ATTENTION_CASES.items(), desc="compile attention"):
         x = jax.ShapeDtypeStruct((1, T, H, hd), jnp.float32)
@@ -132,9 +132,8 @@ def measure_attention(size: str, block: int = 1024) -> dict:
 
         skip = compiled_costs(grads(functools.partial(attend_sequence, window=window,
                                                       block=block)), x, x, x)
-        row = {"seq_len": T, "window": window, "block": block,
-               "dense_causal_flops": 4 * 4 * T * T * H * hd,  # fwd 2 dots, bwd recompute + 4
-               "flops": skip.flops, "temp_bytes": skip.temp_bytes}
+        row = {"seq_len": T, "window": window, "block": block, "flops": skip.flops,
+               "temp_bytes": skip.temp_bytes}
         if window is None:
             every = compiled_costs(grads(functools.partial(
                 _attend_band, count=T // block, block=block, span=T, window=None,

@@ -39,10 +39,14 @@ page by hand.
   for a small model (hidden 256, 8 layers, window 1024, b 256): measured ms/token where
   affordable on the machine, compiled FLOPs and memory everywhere, the crossover context
   where TTT prefill beats FA's, and decode/prefill ratios (`--quick` for a smoke run).
+- `bench/forward.py` (`forward.json`): the forward of a true-size Qwen2.5-0.5B (random
+  weights) at T = 2048, float32 on CPU, side by side with Hugging Face transformers
+  (alternating calls): all logits, and the next-token NLL.
 - `bench/import_.py` (`import.json`): wall-clock and peak memory of importing a true-size
   Qwen2.5-0.5B snapshot (random weights), with and without the parity check.
 - `bench/model.py` (`model.json`): compiled FLOPs and temp memory of the paper's 125m
-  FA/SWA/E2E train steps at 8K and 32K (compiled on CPU, not run) and wall-clock per step of
+  FA/SWA/E2E train steps at 8K and 32K and of one attention layer's forward + backward
+  (compiled on CPU, not run), the memory targets of the E2E step, and wall-clock per step of
   the tiny config (vocab 512, hidden 64, 4 layers, seq 2048, batch 2).
 - `bench/train.py` (`train.json`): tokens/s of whole `ttt train` stages (data pipeline,
   compiled step, checkpoints) of the tiny FA, SWA and E2E configs.
@@ -598,6 +602,10 @@ def render_model(data: dict) -> list[str]:
         _model_steps_table(data),
         "### Ratios and targets (compiled)",
         _model_ratios_table(data),
+        "### Memory targets of the E2E step (compiled)",
+        _model_memory_table(data),
+        "### One attention layer, forward + backward (compiled, not run)",
+        _model_attention_table(data),
         "### Paper 125m E2E prefill (compiled, not run)",
         _model_prefill_table(data),
         "### Tiny config train step (measured)",
@@ -629,6 +637,32 @@ def _model_ratios_table(data: dict) -> str:
     return table(["ratio", "value", "target", "met"], rows)
 
 
+def _model_memory_table(data: dict) -> str:
+    targets = data.get("memory_targets")
+    if not isinstance(targets, dict):
+        return "— (model.json has no `memory_targets`)."
+    rows = [[name, ratio(t.get("value")), text(t.get("target")), verdict(t.get("met"))]
+            for name, t in targets.items() if isinstance(t, dict)]
+    return table(["ratio", "value", "target", "met"], rows)
+
+
+def _model_attention_table(data: dict) -> str:
+    att = data.get("attention_125m")
+    if not isinstance(att, dict):
+        return "— (model.json has no `attention_125m`)."
+    rows = [[name, count(r.get("block")), flops(r.get("flops")),
+             flops(r.get("every_block_flops")), ratio(r.get("flops_over_every_block")),
+             nbytes(r.get("temp_bytes")),
+             nbytes(r.get("every_block_temp_bytes"))]
+            for name, r in att.items() if isinstance(r, dict)]
+    return ("Paper 125m heads (12 × 64), batch 1, float32. *Skipping*: the reference path "
+            "(only key blocks a query can see); *every block*: each query block over all keys "
+            "up to the sequence's end (the reference before block skipping).\n\n"
+            + table(["kind@seq len", "block", "FLOPs (skipping)", "FLOPs (every block)",
+                     "skipping / every block", "temp (skipping)",
+                     "temp (every block)"], rows))
+
+
 def _model_prefill_table(data: dict) -> str:
     prefill = data.get("prefill_125m_e2e")
     if not isinstance(prefill, dict):
@@ -648,6 +682,33 @@ def _model_tiny_table(data: dict) -> str:
             for name, r in (data.get("tiny_wall_clock") or {}).items() if isinstance(r, dict)]
     return table(["variant", "step (median)", "step (min)", "first call (compiles)",
                   "tokens/s (median step)", "final loss"], rows)
+
+
+# --- forward.json --------------------------------------------------------------------------
+
+def render_forward(data: dict) -> list[str]:
+    """bench/forward.py: ttt-model's forward side by side with transformers."""
+    machine = data.get("machine")
+    rows = [[job, amount(get(r, "tokens_per_s", "transformers"), "tokens/s"),
+             amount(get(r, "tokens_per_s", "ttt_model"), "tokens/s"),
+             ratio(r.get("ratio_ttt_over_transformers")),
+             sig3(r["max_abs_diff"]) if _is_number(r.get("max_abs_diff")) else MISSING,
+             spread(get(r, "all_seconds", "transformers"), seconds),
+             spread(get(r, "all_seconds", "ttt_model"), seconds)]
+            for job, r in (data.get("jobs") or {}).items() if isinstance(r, dict)]
+    target = data.get("target") or {}
+    return [
+        f"Setup: {text(data.get('benchmark'))}.",
+        f"Reference: {text(data.get('reference'))}.",
+        "Measured on: " + facts([
+            ("CPUs", text(get(machine, "cpus"))), ("platform", text(get(machine, "platform"))),
+            ("Python", text(get(machine, "python"))), ("JAX", text(get(machine, "jax")))]),
+        "### Side by side (measured, median of alternating calls)",
+        table(["job", "transformers", "ttt-model", "ttt-model / transformers",
+               "max |Δ output|", "transformers calls", "ttt-model calls"], rows),
+        f"Target: ttt-model / transformers ≥ {text(target.get('ratio_min'))} on "
+        f"`{text(target.get('job'))}`: {verdict(target.get('met'))}.",
+    ]
 
 
 # --- train.json ----------------------------------------------------------------------------
@@ -693,6 +754,7 @@ def render_other(data: dict) -> list[str]:
 SECTIONS: dict[str, tuple[str, Callable[[dict], list[str]]]] = {
     "data": ("Data: tokenization, pipeline, checksum verification", render_data),
     "eval": ("Evaluation: prefill and decode against context", render_eval),
+    "forward": ("Forward against transformers (CPU)", render_forward),
     "import": ("Import of a Qwen2.5-0.5B snapshot", render_import),
     "model": ("Model: paper 125m train-step cost, tiny wall-clock", render_model),
     "train": ("Training: `ttt train` stages", render_train),

@@ -21,13 +21,13 @@ from ttt_model.ttt import meta_loss
 REMAT = "nothing_saveable"
 
 
-def _with_and_without(cfg, loss):
+def _with_and_without(cfg, loss, field: str = "remat_block"):
     """The loss as a function of the parameters, for the model without and with remat
     (the same parameters: remat changes the graph, never the weights)."""
     params = nnx.split(build_model(cfg, seed=0))[1]
     fns = []
     for r in ("", REMAT):
-        graphdef = nnx.split(build_model(cfg.replace(remat_block=r), seed=0))[0]
+        graphdef = nnx.split(build_model(cfg.replace(**{field: r}), seed=0))[0]
         fns.append(lambda p, g=graphdef: loss(nnx.merge(g, p)))
     return params, fns
 
@@ -70,12 +70,14 @@ def test_remat_keeps_pretrain_loss_and_gradients(chunked):
                                               cfg.vocab_size), what="remat vs none ")
 
 
-def test_remat_keeps_meta_loss_and_gradients():
+@pytest.mark.parametrize("field", ["remat_block", "remat_prefix_block"])
+def test_remat_keeps_meta_loss_and_gradients(field):
     """The meta loss rematerialises each suffix block inside the inner loop (where the
-    official code applies remat_block); its gradients go through the inner updates."""
+    official code applies remat_block), or each prefix block (remat_prefix_block); its
+    gradients go through the inner updates."""
     cfg = tiny()
     tokens = random_tokens(1, (1, 33), cfg.vocab_size)
-    params, (plain, remat) = _with_and_without(cfg, lambda m: meta_loss(m, tokens)[0])
+    params, (plain, remat) = _with_and_without(cfg, lambda m: meta_loss(m, tokens)[0], field)
     assert _remat_count(remat, params) > _remat_count(plain, params)
     (l0, g0), (l1, g1) = (jax.jit(jax.value_and_grad(f))(params) for f in (plain, remat))
     assert_close(l1, l0, terms=ttt_terms(cfg, 32), statistical=True)

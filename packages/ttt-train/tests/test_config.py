@@ -137,6 +137,20 @@ def test_remat_block_reaches_the_model_config():
                      ).model.remat_block == ""
 
 
+@pytest.mark.parametrize("impl", ["pallas", "auto"])
+def test_prefix_remat_and_attention_impl_reach_the_model_config(impl):
+    """Keys that configured nothing before (remat_prefix_block) or are new keep their
+    meaning on the way to ModelConfig; a value outside the choices is refused."""
+    run = translate(compose_config(["+experiment=125m/pretrain-fa-8K", *DATA,
+                                    "model.remat_prefix_block=nothing_saveable",
+                                    f"model.attention_impl={impl}"]))
+    assert (run.model.remat_prefix_block, run.model.attention_impl) == ("nothing_saveable",
+                                                                        impl)
+    with pytest.raises(RunConfigError, match="attention_impl"):
+        translate(compose_config(["+experiment=125m/pretrain-fa-8K", *DATA,
+                                  "model.attention_impl=flash"]))
+
+
 def test_params_without_source_is_refused():
     with pytest.raises(RunConfigError, match="resume_exp_name"):
         translate(compose_config(["+experiment=125m/pretrain-fa-8K",

@@ -293,6 +293,7 @@ def attend_chunk(
     theta: float,
     scale: float | None = None,
     impl: str = "reference",
+    block: int | None = None,
 ) -> tuple[jax.Array, KVCache | RingCache]:
     """Attention of a chunk of C new tokens over [cache ‖ chunk]; returns the shifted cache.
 
@@ -303,7 +304,9 @@ def attend_chunk(
 
     `impl` "pallas" (and "cudnn", which has no second derivative) runs the flash kernel
     whose backward is differentiable (`flash_attention_twice`): the meta loss
-    differentiates chunk attention twice.
+    differentiates chunk attention twice. The reference takes `block` queries of the chunk
+    at a time (`attend_chunk_blocked`), so a [chunk, cache + chunk] score matrix is never
+    live whole, which inside the meta loss's double differentiation is most of its memory.
     """
     if isinstance(cache, RingCache):
         return attend_token(q_BxCxHxD, k_BxCxKxD, v_BxCxKxD, cache, window=window,
@@ -318,14 +321,46 @@ def attend_chunk(
     q = apply_rope(q_BxCxHxD, q_pos, theta)
     k = apply_rope(k_all, pos_all, theta)
     if resolve_impl(impl) == "reference":
-        o = attend(q, k, v_all.astype(q.dtype), q_pos_T=q_pos, k_pos_S=pos_all,
-                   window=window, k_valid_S=valid, scale=scale)
+        o = attend_chunk_blocked(q, k, v_all.astype(q.dtype), q_offset=S, k_valid_S=valid,
+                                 window=window, block=block, scale=scale)
     else:
         from ttt_model.flash import flash_attention_twice
         o = flash_attention_twice(q, k, v_all.astype(q.dtype), window=window, q_offset=S,
                                   k_valid_S=valid, scale=scale)
     new_cache = KVCache(k_all[:, C:], v_all[:, C:], jnp.minimum(cache.length + C, S))
     return o, new_cache
+
+
+def attend_chunk_blocked(q_BxCxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD: jax.Array, *,
+                         q_offset: int, k_valid_S: jax.Array, window: int | None,
+                         block: int | None, scale: float | None = None) -> jax.Array:
+    """`attend` of C queries at positions q_offset.. over S keys at 0.., `block` queries at
+    a time, each block rematerialised and reading only the band of keys its window reaches
+    (block + window - 1; all keys up to its last query for full attention). Dense when the
+    chunk is one block (or not a multiple of it)."""
+    B, C, H, D = q_BxCxHxD.shape
+    S = k_BxSxKxD.shape[1]
+    pos_S = jnp.arange(S, dtype=jnp.int32)
+    if block is None or block >= C or C % block:
+        return attend(q_BxCxHxD, k_BxSxKxD, v_BxSxKxD, q_pos_T=q_offset + pos_S[:C],
+                      k_pos_S=pos_S, window=window, k_valid_S=k_valid_S, scale=scale)
+    span = min(S, block + window - 1) if window is not None else S
+
+    @jax.checkpoint
+    def one_block(i: jax.Array) -> jax.Array:
+        q0 = i * block
+        k0 = jnp.clip(q_offset + q0 + block - span, 0, S - span)
+        q_blk = jax.lax.dynamic_slice_in_dim(q_BxCxHxD, q0, block, axis=1)
+        k_blk = jax.lax.dynamic_slice_in_dim(k_BxSxKxD, k0, span, axis=1)
+        v_blk = jax.lax.dynamic_slice_in_dim(v_BxSxKxD, k0, span, axis=1)
+        valid = jax.lax.dynamic_slice_in_dim(k_valid_S, k0, span)
+        return attend(q_blk, k_blk, v_blk,
+                      q_pos_T=q_offset + q0 + jnp.arange(block, dtype=jnp.int32),
+                      k_pos_S=k0 + jnp.arange(span, dtype=jnp.int32), window=window,
+                      k_valid_S=valid, scale=scale)
+
+    o_NxBxbxHxD = jax.lax.map(one_block, jnp.arange(C // block, dtype=jnp.int32))
+    return jnp.moveaxis(o_NxBxbxHxD, 0, 1).reshape(B, C, H, D)
 
 
 # ----- decoding: a cache written in place -----

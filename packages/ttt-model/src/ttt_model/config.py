@@ -77,6 +77,10 @@ class ModelConfig:
     # the `jax.checkpoint_policies` policy naming what a block may keep, the rest being
     # recomputed in the backward pass. Never changes the numbers beyond float rounding.
     remat_block: str = ""
+    # The same for the prefix blocks of the meta loss (the official `remat_prefix_block`),
+    # which run once over the whole sequence before the inner loop: their activations would
+    # otherwise be held through the whole inner loop and its backward pass.
+    remat_prefix_block: str = ""
     attention_impl: str = "reference"  # one of ATTENTION_IMPLS
 
     def __post_init__(self) -> None:
@@ -145,9 +149,10 @@ class ModelConfig:
         need(self.attention_impl in ATTENTION_IMPLS,
              f"attention_impl must be one of {list(ATTENTION_IMPLS)}, "
              f"got {self.attention_impl!r}")
-        need(self.remat_block in ("", *REMAT_POLICIES),
-             f"remat_block must be '' (no rematerialisation) or a jax.checkpoint_policies "
-             f"policy {list(REMAT_POLICIES)}, got {self.remat_block!r}")
+        for f in ("remat_block", "remat_prefix_block"):
+            need(getattr(self, f) in ("", *REMAT_POLICIES),
+                 f"{f} must be '' (no rematerialisation) or a jax.checkpoint_policies "
+                 f"policy {list(REMAT_POLICIES)}, got {getattr(self, f)!r}")
 
     # ----- serialisation -----
     def to_dict(self) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class Attention(nnx.Module):
         """Attention of a chunk over the carried cache (chunked sliding / decoding)."""
         q, k, v = self._qkv(x_BxCxD)
         o, cache = attend_chunk(q, k, v, cache, window=self.window, theta=self.theta,
-                                impl=self.impl)
+                                impl=self.impl, block=self.block)
         return self._out(o), cache
 
 
@@ -169,8 +169,8 @@ def run_block(blk: Block, h: jax.Array, cache: KVCache | None = None, *, remat: 
     if not remat:
         return forward(blk, h, cache)
     if remat not in REMAT_POLICIES:
-        raise ValueError(f"remat_block must be '' or one of {list(REMAT_POLICIES)}, "
-                         f"got {remat!r}")
+        raise ValueError(f"a remat policy (remat_block, remat_prefix_block) must be '' or "
+                         f"one of {list(REMAT_POLICIES)}, got {remat!r}")
     # jax.checkpoint needs a pure function of arrays: the block's state goes in as one.
     graphdef, state = nnx.split(blk)
 

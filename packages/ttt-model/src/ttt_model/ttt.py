@@ -19,7 +19,7 @@ from flax import nnx
 
 from ttt_model.attention import KVCache, acc_dtype
 from ttt_model.chunking import scan_chunks, to_chunks
-from ttt_model.layers import step_blocks
+from ttt_model.layers import run_block, step_blocks
 from ttt_model.losses import average_nll, masked_mean, split_window, target_mask, token_nll
 from ttt_model.model import Transformer
 from ttt_model.params import path_str, spec_filter
@@ -105,8 +105,8 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
 
     Prefix blocks run once over the whole sequence (one-shot sliding attention); suffix
     blocks run chunk by chunk inside the inner loop, each suffix block's forward
-    rematerialised under `cfg.remat_block` (as the official code does; its prefix has a
-    knob of its own, `remat_prefix_block`, which ttt-model does not implement).
+    rematerialised under `cfg.remat_block` and each prefix block's under
+    `cfg.remat_prefix_block` (the official code's two knobs).
     """
     cfg = model.cfg
     b = cfg.mini_batch_size
@@ -121,7 +121,7 @@ def meta_loss(model: Transformer, tokens_BxT1: jax.Array,
 
     h = model.embed_tokens(inputs)
     for blk in model.prefix_blocks:
-        h = blk(h)
+        h = run_block(blk, h, remat=cfg.remat_prefix_block)
 
     caches0 = model.empty_caches(1, "suffix")
 

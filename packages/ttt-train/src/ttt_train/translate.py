@@ -100,7 +100,7 @@ def model_config_of(composed: ComposedConfig) -> ModelConfig:
 MODEL_UNMAPPED = ("seq_modeling_block", "attention_kinds", "output_size", "seq_len",
                   "state_dtype", "feed_forward_prime", "pre_norm", "ttt_suffix_len",
                   "ttt_intermediate_size", "resid_pdrop", "embd_pdrop", "attn_pdrop",
-                  "remat_block_bwd", "remat_prefix_block", "remat_attention",
+                  "remat_block_bwd", "remat_attention",
                   "remat_attention_bwd", "remat_mlp", "remat_mlp_bwd", "remat_rms",
                   "remat_rms_bwd", "remat_multiple_gd", "unroll_block_scan",
                   "unroll_inner_scan", "force_flash")
