@@ -198,10 +198,12 @@ def test_decode_step_updates_every_ring_in_place(kind):
     assert not copies, copies[:2]
 
 
+@pytest.mark.parametrize("impl", ["reference", "pallas"])
 @pytest.mark.parametrize("size,filled", [(64, 64), (40, 7)])
-def test_ring_attention_equals_reference(size, filled):
+def test_ring_attention_equals_reference(size, filled, impl):
     """One query over a ring (wrapped, or partly filled with full attention) and its own
-    key equals `attend` over the same keys at their ticks."""
+    key equals `attend` over the same keys at their ticks; with the jnp softmax and with
+    the decode kernel (`flash.decode_attention`, interpret mode here)."""
     B, H, K, D = 2, 4, 2, 8
     ks = jax.random.split(jax.random.key(0), 5)
     k_BxSxKxD = jax.random.normal(ks[0], (B, size, K, D))
@@ -212,7 +214,7 @@ def test_ring_attention_equals_reference(size, filled):
     start_B = jnp.array([0, t - 5])  # the second row owns only its last 5 ticks
     window = None if filled < size else size
     ring = RingCache.build(k_BxSxKxD, v_BxSxKxD, t, start_B, 1e4)
-    got, new = attend_token(q, k_new, v_new, ring, window=window, theta=1e4)
+    got, new = attend_token(q, k_new, v_new, ring, window=window, theta=1e4, impl=impl)
     # reference: slot r's key at the tick it holds, the new key at tick t, dense scores
     ticks = np.append((t - 1) - np.mod(t - 1 - np.arange(size), size), t)
     cos, sin = exact_rope_angles(jnp.asarray(np.maximum(ticks, 0)), D, 1e4)

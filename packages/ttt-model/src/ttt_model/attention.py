@@ -310,7 +310,7 @@ def attend_chunk(
     """
     if isinstance(cache, RingCache):
         return attend_token(q_BxCxHxD, k_BxCxKxD, v_BxCxKxD, cache, window=window,
-                            theta=theta, scale=scale)
+                            theta=theta, scale=scale, impl=impl)
     S = cache.size
     C = q_BxCxHxD.shape[1]
     k_all = jnp.concatenate([cache.k_BxSxKxD, k_BxCxKxD.astype(cache.k_BxSxKxD.dtype)], axis=1)
@@ -433,6 +433,7 @@ def attend_token(
     window: int | None,
     theta: float,
     scale: float | None = None,
+    impl: str = "reference",
 ) -> tuple[jax.Array, RingCache]:
     """One new token per row (pre-RoPE) over a ring and itself; then written into its slot.
 
@@ -441,6 +442,8 @@ def attend_token(
     full-attention step costs its ring's length, which its owner sizes to the context.
     A loop over only the filled blocks was tried: XLA copies each dynamically sliced
     block before the product, two to seven times slower than this single pass.
+    `impl` "pallas" (or "cudnn") reads the ring with the decode kernel
+    (`flash.decode_attention`), one program per row and kv head.
     """
     B, C, H, D = q_Bx1xHxD.shape
     K, S = ring.k_BxKxSxD.shape[1], ring.size
@@ -459,19 +462,24 @@ def attend_token(
     valid_BxS = pos_S[None, :] >= ring.start_B[:, None]
     if window is not None:
         valid_BxS &= t - pos_S[None, :] < window
-    # softmax over [ring ‖ the token's own key], without concatenating (copying) the ring
-    s_new_BxKxG = jnp.einsum("bkgd,bksd->bkgs", q_BxKxGxD, k_BxKx1xD,
-                             preferred_element_type=acc)[..., 0] * scale
-    s_BxKxGxS = jnp.einsum("bkgd,bksd->bkgs", q_BxKxGxD, ring.k_BxKxSxD,
-                           preferred_element_type=acc) * scale
-    ok = valid_BxS[:, None, None, :]
-    m_BxKxG = jnp.maximum(s_new_BxKxG, jnp.max(jnp.where(ok, s_BxKxGxS, NEG_INF), axis=-1))
-    w_BxKxGxS = jnp.where(ok, jnp.exp(s_BxKxGxS - m_BxKxG[..., None]), 0.0)
-    w_new_BxKxG = jnp.exp(s_new_BxKxG - m_BxKxG)
-    o_BxKxGxD = (jnp.einsum("bkgs,bksd->bkgd", w_BxKxGxS.astype(ring.v_BxKxSxD.dtype),
-                            ring.v_BxKxSxD, preferred_element_type=acc)
-                 + w_new_BxKxG[..., None] * v_BxKx1xD.astype(acc))
-    o_BxKxGxD = o_BxKxGxD / (w_BxKxGxS.sum(-1) + w_new_BxKxG)[..., None]
+    if resolve_impl(impl) != "reference":
+        from ttt_model.flash import decode_attention
+        o_BxKxGxD = decode_attention(q_BxKxGxD, ring.k_BxKxSxD, ring.v_BxKxSxD, valid_BxS,
+                                     k_BxKx1xD[:, :, 0], v_BxKx1xD[:, :, 0], scale=scale)
+    else:
+        # softmax over [ring ‖ the token's own key], without concatenating (copying) the ring
+        s_new_BxKxG = jnp.einsum("bkgd,bksd->bkgs", q_BxKxGxD, k_BxKx1xD,
+                                 preferred_element_type=acc)[..., 0] * scale
+        s_BxKxGxS = jnp.einsum("bkgd,bksd->bkgs", q_BxKxGxD, ring.k_BxKxSxD,
+                               preferred_element_type=acc) * scale
+        ok = valid_BxS[:, None, None, :]
+        m_BxKxG = jnp.maximum(s_new_BxKxG, jnp.max(jnp.where(ok, s_BxKxGxS, NEG_INF), axis=-1))
+        w_BxKxGxS = jnp.where(ok, jnp.exp(s_BxKxGxS - m_BxKxG[..., None]), 0.0)
+        w_new_BxKxG = jnp.exp(s_new_BxKxG - m_BxKxG)
+        o_BxKxGxD = (jnp.einsum("bkgs,bksd->bkgd", w_BxKxGxS.astype(ring.v_BxKxSxD.dtype),
+                                ring.v_BxKxSxD, preferred_element_type=acc)
+                     + w_new_BxKxG[..., None] * v_BxKx1xD.astype(acc))
+        o_BxKxGxD = o_BxKxGxD / (w_BxKxGxS.sum(-1) + w_new_BxKxG)[..., None]
     # The write waits on the read through a data dependency (times zero, which XLA keeps
     # for floats; per row, so one row's NaN stays its own): otherwise XLA copies the whole
     # ring to let the read and the in-place write run in either order.

@@ -422,3 +422,63 @@ def flash_attention_twice(q_BxTxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD:
     scale = 1.0 / math.sqrt(q_BxTxHxD.shape[-1]) if scale is None else float(scale)
     return _flash_twice(q_BxTxHxD, k_BxSxKxD, v_BxSxKxD, k_valid_S, window, int(q_offset),
                         scale, block_q, block_k, _interpret(interpret))
+
+
+# ----- decoding: one new query per row against its ring of cached keys -----
+
+def _decode_kernel(valid_ref, q_ref, k_ref, v_ref, kn_ref, vn_ref, o_ref, *, scale, block_k):
+    q = q_ref[...].astype(jnp.float32)  # [G, D]: the query heads of one kv head
+    n_k = k_ref.shape[0] // block_k
+
+    def body(j, carry):
+        acc, m, l = carry
+        ks = pl.ds(j * block_k, block_k)
+        k, v = k_ref[ks, :], v_ref[ks, :]
+        ok = (valid_ref[ks] != 0)[None, :]
+        s = jnp.where(ok, _dot(q.astype(k.dtype), k, trans_b=True) * scale, NEG_INF)
+        m_new = jnp.maximum(m, jnp.max(s, axis=1))
+        p = jnp.where(ok, jnp.exp(s - m_new[:, None]), 0.0)
+        corr = jnp.exp(m - m_new)
+        acc = acc * corr[:, None] + _dot(p.astype(v.dtype), v)
+        return acc, m_new, l * corr + jnp.sum(p, axis=1)
+
+    G, D = q.shape
+    # the row's own key opens the softmax: it is always visible, so every row sees a key
+    s_own = jnp.sum(q * kn_ref[...].astype(jnp.float32), axis=-1) * scale  # [G]
+    init = (jnp.broadcast_to(vn_ref[...].astype(jnp.float32), (G, D)), s_own,
+            jnp.ones((G,), jnp.float32))
+    acc, _, l = jax.lax.fori_loop(0, n_k, body, init)
+    o_ref[...] = (acc / l[:, None]).astype(o_ref.dtype)
+
+
+def decode_attention(q_BxKxGxD: jax.Array, k_BxKxSxD: jax.Array, v_BxKxSxD: jax.Array,
+                     valid_BxS: jax.Array, k_new_BxKxD: jax.Array, v_new_BxKxD: jax.Array, *,
+                     scale: float, block_k: int = DEFAULT_BLOCK_K,
+                     interpret: bool | None = None) -> jax.Array:
+    """One query per row (G heads per kv head, already rotated) over its ring of S cached
+    keys (valid where `valid_BxS`) and its own new key/value: o [B, K, G, D], float32
+    softmax. One program per (row, kv head) reads that head's keys once for all G queries;
+    inference only (not differentiable)."""
+    B, K, G, D = q_BxKxGxD.shape
+    S = k_BxKxSxD.shape[2]
+    bk = min(block_k, _round_up(S, 8))
+    Sp = _round_up(S, bk)
+    pad = ((0, 0), (0, 0), (0, Sp - S), (0, 0))
+    k, v = jnp.pad(k_BxKxSxD, pad), jnp.pad(v_BxKxSxD, pad)
+    valid = jnp.pad(jnp.asarray(valid_BxS, jnp.int32), ((0, 0), (0, Sp - S)))
+    return pl.pallas_call(
+        functools.partial(_decode_kernel, scale=float(scale), block_k=bk),
+        grid=(B, K),
+        in_specs=[
+            pl.BlockSpec((None, Sp), lambda b, h: (b, 0)),
+            pl.BlockSpec((None, None, G, D), lambda b, h: (b, h, 0, 0)),
+            pl.BlockSpec((None, None, Sp, D), lambda b, h: (b, h, 0, 0)),
+            pl.BlockSpec((None, None, Sp, D), lambda b, h: (b, h, 0, 0)),
+            pl.BlockSpec((None, None, D), lambda b, h: (b, h, 0)),
+            pl.BlockSpec((None, None, D), lambda b, h: (b, h, 0)),
+        ],
+        out_specs=pl.BlockSpec((None, None, G, D), lambda b, h: (b, h, 0, 0)),
+        out_shape=jax.ShapeDtypeStruct((B, K, G, D), jnp.float32),
+        interpret=_interpret(interpret),
+        name="decode_attention",
+    )(valid, q_BxKxGxD, k, v, k_new_BxKxD, v_new_BxKxD)
