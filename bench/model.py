@@ -118,8 +118,8 @@ def measure_attention(size: str) -> dict:
     paper's head shape (batch 1, float32): the reference path, which skips the key blocks
     above the causal diagonal (and outside the window), beside every query block visiting
     every key block it might see (the reference before block skipping, kept here as the
-    yardstick: `_attend_band` with a span of the whole sequence)."""
-    from ttt_model.attention import _attend_band, attend_sequence
+    yardstick: `attend_blocked` without a window, every block over every key)."""
+    from ttt_model.attention import attend_blocked, attend_sequence
 
     cfg = paper_config(size, "fa")
     H, hd, block = cfg.num_heads, cfg.dim_per_head, cfg.attention_block_size
@@ -136,8 +136,7 @@ def measure_attention(size: str) -> dict:
                "temp_bytes": skip.temp_bytes}
         if window is None:
             every = compiled_costs(grads(functools.partial(
-                _attend_band, count=T // block, block=block, span=T, window=None,
-                scale=None)), x, x, x)
+                attend_blocked, q_offset=0, window=None, block=block)), x, x, x)
             row.update(every_block_flops=every.flops, every_block_temp_bytes=every.temp_bytes,
                        flops_over_every_block=skip.flops / every.flops)
         out[name] = row

@@ -161,35 +161,12 @@ def attend_sequence(
         pos_T = jnp.arange(T, dtype=jnp.int32)
         return attend(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, q_pos_T=pos_T, k_pos_S=pos_T,
                       window=window, scale=scale)
-    if window is not None and block + window - 1 < T:
-        return _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, count=n, block=block,
-                            span=block + window - 1, window=window, scale=scale)
-    if n % 2:
-        return _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, count=n, block=block, span=T,
-                            window=window, scale=scale)
+    if (window is not None and block + window - 1 < T) or n % 2:
+        # a band of block + window - 1 keys per block (odd n: every key up to the end)
+        return attend_blocked(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, q_offset=0, window=window,
+                              block=block, scale=scale)
     return _attend_causal_pairs(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, block=block, window=window,
                                 scale=scale)
-
-
-def _attend_band(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, count: int, block: int, span: int,
-                 window: int | None, scale: float | None) -> jax.Array:
-    """`count` query blocks, each over the `span` keys ending at its last query (clipped to
-    the sequence)."""
-    B, T, H, D = q_BxTxHxD.shape
-
-    @jax.checkpoint
-    def one_block(i: jax.Array) -> jax.Array:
-        q0 = i * block
-        k0 = jnp.clip(q0 + block - span, 0, T - span)
-        q_blk = jax.lax.dynamic_slice_in_dim(q_BxTxHxD, q0, block, axis=1)
-        k_blk = jax.lax.dynamic_slice_in_dim(k_BxTxKxD, k0, span, axis=1)
-        v_blk = jax.lax.dynamic_slice_in_dim(v_BxTxKxD, k0, span, axis=1)
-        return attend(q_blk, k_blk, v_blk, q_pos_T=q0 + jnp.arange(block, dtype=jnp.int32),
-                      k_pos_S=k0 + jnp.arange(span, dtype=jnp.int32), window=window,
-                      scale=scale)
-
-    o_NxBxbxHxD = jax.lax.map(one_block, jnp.arange(count, dtype=jnp.int32))
-    return jnp.moveaxis(o_NxBxbxHxD, 0, 1).reshape(B, T, H, D)
 
 
 def _attend_causal_pairs(q_BxTxHxD, k_BxTxKxD, v_BxTxKxD, *, block: int, window: int | None,
@@ -305,7 +282,7 @@ def attend_chunk(
     `impl` "pallas" (and "cudnn", which has no second derivative) runs the flash kernel
     whose backward is differentiable (`flash_attention_twice`): the meta loss
     differentiates chunk attention twice. The reference takes `block` queries of the chunk
-    at a time (`attend_chunk_blocked`), so a [chunk, cache + chunk] score matrix is never
+    at a time (`attend_blocked`), so a [chunk, cache + chunk] score matrix is never
     live whole, which inside the meta loss's double differentiation is most of its memory.
     """
     if isinstance(cache, RingCache):
@@ -321,8 +298,8 @@ def attend_chunk(
     q = apply_rope(q_BxCxHxD, q_pos, theta)
     k = apply_rope(k_all, pos_all, theta)
     if resolve_impl(impl) == "reference":
-        o = attend_chunk_blocked(q, k, v_all.astype(q.dtype), q_offset=S, k_valid_S=valid,
-                                 window=window, block=block, scale=scale)
+        o = attend_blocked(q, k, v_all.astype(q.dtype), q_offset=S, k_valid_S=valid,
+                           window=window, block=block, scale=scale)
     else:
         from ttt_model.flash import flash_attention_twice
         o = flash_attention_twice(q, k, v_all.astype(q.dtype), window=window, q_offset=S,
@@ -331,13 +308,15 @@ def attend_chunk(
     return o, new_cache
 
 
-def attend_chunk_blocked(q_BxCxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD: jax.Array, *,
-                         q_offset: int, k_valid_S: jax.Array, window: int | None,
-                         block: int | None, scale: float | None = None) -> jax.Array:
+def attend_blocked(q_BxCxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD: jax.Array, *,
+                   q_offset: int, window: int | None, block: int | None,
+                   k_valid_S: jax.Array | None = None, scale: float | None = None
+                   ) -> jax.Array:
     """`attend` of C queries at positions q_offset.. over S keys at 0.., `block` queries at
     a time, each block rematerialised and reading only the band of keys its window reaches
-    (block + window - 1; all keys up to its last query for full attention). Dense when the
-    chunk is one block (or not a multiple of it)."""
+    (block + window - 1; every key for full attention). One-shot sliding attention
+    (q_offset 0) and a chunk over its cache (q_offset = cache size) both run here. Dense
+    when the queries are one block (or not a multiple of it)."""
     B, C, H, D = q_BxCxHxD.shape
     S = k_BxSxKxD.shape[1]
     pos_S = jnp.arange(S, dtype=jnp.int32)
@@ -353,7 +332,8 @@ def attend_chunk_blocked(q_BxCxHxD: jax.Array, k_BxSxKxD: jax.Array, v_BxSxKxD: 
         q_blk = jax.lax.dynamic_slice_in_dim(q_BxCxHxD, q0, block, axis=1)
         k_blk = jax.lax.dynamic_slice_in_dim(k_BxSxKxD, k0, span, axis=1)
         v_blk = jax.lax.dynamic_slice_in_dim(v_BxSxKxD, k0, span, axis=1)
-        valid = jax.lax.dynamic_slice_in_dim(k_valid_S, k0, span)
+        valid = (None if k_valid_S is None
+                 else jax.lax.dynamic_slice_in_dim(k_valid_S, k0, span))
         return attend(q_blk, k_blk, v_blk,
                       q_pos_T=q_offset + q0 + jnp.arange(block, dtype=jnp.int32),
                       k_pos_S=k0 + jnp.arange(span, dtype=jnp.int32), window=window,
